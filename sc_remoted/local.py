@@ -1,0 +1,93 @@
+"""
+The local side: programs connected to a vantage point's UNIX socket.
+
+Each accepted connection is one channel to the remote scamper.  Bytes are
+relayed unchanged both ways.  Closing follows the C daemon's half-close
+rules (PROTOCOL.md 3.6): a client's EOF becomes CHANNEL_FIN to scamper
+while results keep flowing back; scamper's CHANNEL_FIN closes the client
+once everything queued for it is written.
+"""
+
+from typing import Optional
+
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .vp import VantagePoint
+
+
+@implementer(IHalfCloseableProtocol)
+class LocalChannel(Protocol):
+    """
+    One local client of a vantage point, and the channel it uses.
+
+    @ivar number: the channel number scamper knows this client by.
+    @ivar finSent: we told scamper this client will send nothing more.
+    @ivar finReceived: scamper finished the channel (or the vantage point
+        is gone); nothing more will be written to the client.
+    """
+
+    number: Optional[int] = None
+
+    def __init__(self, vp: VantagePoint) -> None:
+        self.vp = vp
+        self.finSent = False
+        self.finReceived = False
+        self._clientGone = False
+
+    def connectionMade(self) -> None:
+        self.number = self.vp.openChannel(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.finSent and not self.finReceived:
+            assert self.number is not None
+            self.vp.clientData(self.number, data)
+
+    def readConnectionLost(self) -> None:
+        """The client shut down its sending side: tell scamper, keep writing."""
+        self._finish()
+
+    def writeConnectionLost(self) -> None:
+        """Nothing to do: we close only when scamper finishes the channel."""
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        """
+        The client is gone.  The channel stays known until scamper
+        finishes it, so that its late data is recognised and dropped.
+        """
+        self._clientGone = True
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.finSent and not self.finReceived and self.number is not None:
+            self.finSent = True
+            self.vp.sendChannelFin(self.number)
+
+    # Called by the vantage point ---------------------------------------
+
+    def deliver(self, payload: bytes) -> None:
+        """Relay scamper's bytes, unless the client has gone."""
+        if not self._clientGone:
+            self.transport.write(payload)
+
+    def scamperFinished(self) -> None:
+        """No more data will come: close the client once its data is out."""
+        self.finReceived = True
+        if not self._clientGone:
+            self.transport.loseConnection()
+
+
+class LocalChannelFactory(Factory):
+    """Makes a L{LocalChannel} for each client of one vantage point."""
+
+    noisy = False
+
+    def __init__(self, vp: VantagePoint) -> None:
+        self.vp = vp
+
+    def buildProtocol(self, addr: object) -> LocalChannel:
+        channel = LocalChannel(self.vp)
+        channel.factory = self
+        return channel
