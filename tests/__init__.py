@@ -1,0 +1,1 @@
+"""Tests for sc_remoted."""
