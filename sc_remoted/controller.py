@@ -13,6 +13,7 @@ import os
 import socket
 from typing import Dict, List, Optional
 
+from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
@@ -59,6 +60,7 @@ class Controller:
         self._byMagic: Dict[bytes, VantagePoint] = {}
         self._zombieTimers: Dict[VantagePoint, IDelayedCall] = {}
         self._identifiers = itertools.count(1)
+        self._closingListeners: List[defer.Deferred] = []
 
     def scamperFactory(self) -> ScamperFactory:
         """The factory to listen with for scamper connections."""
@@ -205,10 +207,15 @@ class Controller:
         vp.closeChannels()
         log.info("{vp}: freed: {reason}", vp=vp.name, reason=reason, sc_event="vp.freed")
 
-    def stopService(self) -> None:
-        """Free every vantage point: sockets removed, connections closed."""
+    def stopService(self) -> defer.Deferred:
+        """
+        Free every vantage point: connections closed, clients sent EOF.
+        The returned Deferred fires once every socket file is removed.
+        """
         for vp in self.vantagePoints():
             self.free(vp, "shutting down")
+        closing, self._closingListeners = self._closingListeners, []
+        return defer.gatherResults(closing)
 
     # UNIX sockets -------------------------------------------------------
 
@@ -252,8 +259,18 @@ class Controller:
         return True
 
     def _stopListening(self, vp: VantagePoint) -> None:
-        """Close and unlink the socket of C{vp}, if it has one."""
+        """
+        Close and unlink the socket of C{vp}, if it has one.  The file goes
+        in the next reactor turn; L{stopService} waits for the last ones.
+        """
         listener: Optional[object] = vp.listener
         vp.listener = None
         if listener is not None:
-            listener.stopListening()  # type: ignore[attr-defined]
+            stopped = defer.maybeDeferred(listener.stopListening)  # type: ignore[attr-defined]
+            self._closingListeners.append(stopped)
+            stopped.addBoth(self._listenerClosed, stopped)
+
+    def _listenerClosed(self, result: object, stopped: defer.Deferred) -> object:
+        if stopped in self._closingListeners:
+            self._closingListeners.remove(stopped)
+        return result

@@ -27,8 +27,8 @@ class ControllerService(Service):
         self.controller = controller
 
     def stopService(self):
-        self.controller.stopService()
-        return Service.stopService(self)
+        Service.stopService(self)
+        return self.controller.stopService()
 
 
 class SighupService(Service):
