@@ -18,6 +18,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from .interfaces import IVantagePointObserver
 from .local import LocalChannelFactory
 from .naming import MAX_SOCKET_PATH, socketName
 from .scamper import ScamperFactory, ScamperProtocol
@@ -61,10 +62,26 @@ class Controller:
         self._zombieTimers: Dict[VantagePoint, IDelayedCall] = {}
         self._identifiers = itertools.count(1)
         self._closingListeners: List[defer.Deferred] = []
+        self._observers: List[IVantagePointObserver] = []
 
     def scamperFactory(self) -> ScamperFactory:
         """The factory to listen with for scamper connections."""
         return ScamperFactory(self, self.reactor)
+
+    def addObserver(self, observer: IVantagePointObserver) -> None:
+        """Tell C{observer} of every vantage point arriving, leaving or resuming."""
+        self._observers.append(observer)
+
+    def removeObserver(self, observer: IVantagePointObserver) -> None:
+        self._observers.remove(observer)
+
+    def _notify(self, event: str, vp: VantagePoint) -> None:
+        """An observer's failure is logged and does not stop the others."""
+        for observer in list(self._observers):
+            try:
+                getattr(observer, event)(vp)
+            except Exception:
+                log.failure("observer {observer!r} failed on {event}", observer=observer, event=event)
 
     def vantagePoints(self) -> List[VantagePoint]:
         """Every vantage point, connected or zombie, oldest first."""
@@ -121,6 +138,7 @@ class Controller:
             identifier=vp.identifier,
             sc_event="vp.registered",
         )
+        self._notify("vantagePointArrived", vp)
 
     def resume(self, connection: ScamperProtocol, message: MasterRes) -> None:
         """
@@ -168,6 +186,7 @@ class Controller:
             identifier=vp.identifier,
             sc_event="vp.resumed",
         )
+        self._notify("vantagePointResumed", vp)
 
     # Departure ----------------------------------------------------------
 
@@ -188,6 +207,7 @@ class Controller:
             zombieTime=self.zombieTime,
             sc_event="vp.zombie",
         )
+        self._notify("vantagePointDisconnected", vp)
 
     def _expire(self, vp: VantagePoint) -> None:
         self._zombieTimers.pop(vp, None)
@@ -206,6 +226,7 @@ class Controller:
         self._stopListening(vp)
         vp.closeChannels()
         log.info("{vp}: freed: {reason}", vp=vp.name, reason=reason, sc_event="vp.freed")
+        self._notify("vantagePointDeparted", vp)
 
     def stopService(self) -> defer.Deferred:
         """

@@ -15,10 +15,11 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .interfaces import IChannelEnd
 from .vp import VantagePoint
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IChannelEnd)
 class LocalChannel(Protocol):
     """
     One local client of a vantage point, and the channel it uses.

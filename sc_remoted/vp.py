@@ -12,6 +12,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Deque, Dict, Optional, Tuple
 
 from twisted.logger import Logger
+from zope.interface import implementer
+
+from .interfaces import IChannelEnd, IVantagePoint
 
 from .wire import (
     CONTROL_CHANNEL,
@@ -35,12 +38,12 @@ from .wire import (
 if TYPE_CHECKING:  # pragma: no cover
     from twisted.internet.interfaces import IListeningPort
 
-    from .local import LocalChannel
     from .scamper import ScamperProtocol
 
 log = Logger()
 
 
+@implementer(IVantagePoint)
 class VantagePoint:
     """
     One registered scamper, connected or a zombie.
@@ -58,6 +61,10 @@ class VantagePoint:
         is one.
     @ivar sndNxt: the sequence number of the next acked message we send.
     @ivar rcvNxt: the sequence number we expect on the next frame.
+    @ivar resumes: how many times scamper resumed this session.
+    @ivar framesIn, bytesIn: frames and payload bytes received from scamper.
+    @ivar framesOut, bytesOut: acked frames and payload bytes sent to
+        scamper (retransmissions not counted again).
     """
 
     def __init__(
@@ -78,7 +85,9 @@ class VantagePoint:
         self.sndNxt = 0
         self.rcvNxt = 0
         self.resumes = 0
-        self.channels: Dict[int, "LocalChannel"] = {}
+        self.framesIn = self.bytesIn = 0
+        self.framesOut = self.bytesOut = 0
+        self.channels: Dict[int, IChannelEnd] = {}
         self._nextChannel = 1
         self._unacked: Deque[Tuple[int, bytes]] = deque()
 
@@ -100,6 +109,8 @@ class VantagePoint:
         """
         seq = self.sndNxt
         frame = encodeFrame(seq, channel, payload)
+        self.framesOut += 1
+        self.bytesOut += len(payload)
         self._unacked.append((seq, frame))
         self.sndNxt = seqNext(seq)
         if self.connection is not None:
@@ -123,6 +134,8 @@ class VantagePoint:
         """
         if frame.seq != self.rcvNxt:
             raise WireError("got seq %d expected %d" % (frame.seq, self.rcvNxt))
+        self.framesIn += 1
+        self.bytesIn += len(frame.payload)
         if frame.channel != CONTROL_CHANNEL:
             channel = self.channels.get(frame.channel)
             if channel is None:
@@ -197,7 +210,7 @@ class VantagePoint:
 
     # Local channels -----------------------------------------------------
 
-    def openChannel(self, channel: "LocalChannel") -> int:
+    def openChannel(self, channel: IChannelEnd) -> int:
         """
         Give a new local client a channel number and announce it to
         scamper.  Numbers start at 1, never 0, and are not reused while

@@ -21,9 +21,11 @@ from typing import Callable, List, Optional, Sequence
 from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.protocol import Factory, Protocol, ProcessProtocol
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest
+from zope.interface import implementer
 
 LOOPBACK = "127.0.0.1"
 REAL_PROGRAMS = ("scamper", "sc_attach", "sc_warts2text")
@@ -67,6 +69,25 @@ def freePort() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
+
+
+@implementer(IStreamServerEndpoint)
+class PortRecordingEndpoint:
+    """
+    A server endpoint that remembers the port number it got, so that the
+    daemon can listen on port 0 and the test learn the real port.
+    """
+
+    def __init__(self, wrapped: IStreamServerEndpoint) -> None:
+        self._wrapped = wrapped
+        self.port = 0
+
+    def listen(self, factory) -> defer.Deferred:
+        def record(listening):
+            self.port = listening.getHost().port
+            return listening
+
+        return self._wrapped.listen(factory).addCallback(record)
 
 
 def makeSocketsDirectory(testCase) -> str:

@@ -22,6 +22,7 @@ from sc_remoted.service import makeRemotedService
 
 from .realprocs import (
     LOOPBACK,
+    PortRecordingEndpoint,
     Relay,
     makeSocketsDirectory,
     pingRecords,
@@ -49,14 +50,11 @@ class RealScamperTests(TestCase):
         requireRealScamper()
         self.directory = makeSocketsDirectory(self)
         self.controller = Controller(reactor, self.directory, zombieTime=self.zombieTime)
-        endpoint = TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK)
+        endpoint = PortRecordingEndpoint(TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK))
         self.service = makeRemotedService(self.controller, [endpoint])
         yield self.service.startService()
         self.addCleanup(self._stopService)
-        # The listener's port, to read the real port number from.
-        listener = list(self.service)[1]
-        port = yield listener._waitingForPort
-        self.port = port.getHost().port
+        self.port = endpoint.port
 
     @defer.inlineCallbacks
     def _stopService(self):

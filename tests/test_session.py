@@ -349,3 +349,60 @@ class TimerTests(SessionTestCase):
             [c for c in self.reactor.getDelayedCalls() if c.active() and "Protocol" in repr(c.func)],
             [],
         )
+
+
+class RecordingObserver:
+    def __init__(self):
+        self.events = []
+
+    def __getattr__(self, name):
+        if name.startswith("vantagePoint"):
+            return lambda vp: self.events.append((name[len("vantagePoint"):], vp.name))
+        raise AttributeError(name)
+
+
+class ObserverTests(SessionTestCase):
+    zombieTime = 10
+
+    def test_lifecycleEvents(self):
+        """Observers see arrival, disconnection, resume and departure in order."""
+        observer = RecordingObserver()
+        self.controller.addObserver(observer)
+        scamper = self.register(OTHER_MAGIC, port=50000, monitorname="vp2")
+        scamper.lose()
+        resumed = FakeScamper(self.controller, port=50001)
+        resumed.send(encodeMasterRes(OTHER_MAGIC, 0, 0, 0))
+        resumed.lose()
+        self.reactor.advance(self.zombieTime)
+        self.assertEqual(
+            observer.events,
+            [
+                ("Arrived", "vp2-127.0.0.1:50000"),
+                ("Disconnected", "vp2-127.0.0.1:50000"),
+                ("Resumed", "vp2-127.0.0.1:50001"),
+                ("Disconnected", "vp2-127.0.0.1:50001"),
+                ("Departed", "vp2-127.0.0.1:50001"),
+            ],
+        )
+
+    def test_failingObserverIsolated(self):
+        """An observer that raises is logged; the others are still told."""
+
+        class Broken:
+            def vantagePointArrived(self, vp):
+                raise RuntimeError("broken observer")
+
+        observer = RecordingObserver()
+        self.controller.addObserver(Broken())
+        self.controller.addObserver(observer)
+        self.register(OTHER_MAGIC, port=50000)
+        self.assertEqual(observer.events, [("Arrived", "127.0.0.1:50000")])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_counters(self):
+        client = self.openClient()
+        client.write(b"abc")
+        self.scamper.send(encodeFrame(0, 1, b"hello"))
+        vp = self.controller.vantagePoints()[0]
+        self.assertEqual((vp.framesOut, vp.bytesOut), (2, 5 + 3))
+        self.assertEqual((vp.framesIn, vp.bytesIn), (2, 5 + 5))
