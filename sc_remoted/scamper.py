@@ -60,6 +60,7 @@ class ScamperProtocol(Protocol):
         self._decoder = FrameDecoder()
         self._debug = controller.debug
         self._timer: Optional[IDelayedCall] = None
+        self._batch: Optional[List[bytes]] = None
         self._closing = False
         self._acceptedAt = 0.0
         self._lastReceived = 0.0
@@ -80,16 +81,34 @@ class ScamperProtocol(Protocol):
     # Output -------------------------------------------------------------
 
     def write(self, frame: bytes) -> None:
+        """
+        Send one frame.  While input is being handled the frames (mostly
+        ACKs) are gathered and written together when it is done.
+        """
         if self._debug:
             self._logFrames("sent", frame)
+        batch = self._batch
+        if batch is not None:
+            batch.append(frame)
+            return
         self.transport.write(frame)
         self._lastSent = self._clock.seconds()
 
     def writeSequence(self, frames: List[bytes]) -> None:
         if self._debug:
             self._logFrames("sent", b"".join(frames))
+        batch = self._batch
+        if batch is not None:
+            batch.extend(frames)
+            return
         self.transport.writeSequence(frames)
         self._lastSent = self._clock.seconds()
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch and not self._closing:
+            self.transport.writeSequence(batch)
+            self._lastSent = self._lastReceived
 
     def _logFrames(self, direction: str, data: bytes) -> None:
         for frame in FrameDecoder().feed(data):
@@ -101,6 +120,7 @@ class ScamperProtocol(Protocol):
         if self._closing:
             return
         self._lastReceived = self._clock.seconds()
+        self._batch = []
         try:
             for frame in self._decoder.feed(data):
                 if self._debug:
@@ -111,9 +131,12 @@ class ScamperProtocol(Protocol):
                 else:
                     self._registrationFrame(frame)
                     if self._closing:
-                        return
+                        break
         except WireError as e:
+            self._batch = None
             self._protocolError(str(e))
+        else:
+            self._flush()
 
     def _registrationFrame(self, frame: Frame) -> None:
         """
@@ -167,8 +190,9 @@ class ScamperProtocol(Protocol):
 
     def refuse(self, frame: bytes) -> None:
         """Write a last frame (MASTER_REJ) and close once it is out."""
+        self.write(frame)
+        self._flush()
         self._closing = True
-        self.transport.write(frame)
         self.transport.loseConnection()
 
     def _detach(self) -> None:

@@ -231,13 +231,20 @@ class VantagePoint:
         return number
 
     def clientData(self, number: int, data: bytes) -> None:
-        """Relay a local client's bytes, split into frames of at most 65535."""
-        if len(data) <= MAX_PAYLOAD:
+        """
+        Relay a local client's bytes.  A read larger than a frame can hold
+        is cut into equal frames (not 65535 plus a sliver): scamper
+        re-assembles lines, so only the frame count matters.
+        """
+        size = len(data)
+        if size <= MAX_PAYLOAD:
             self._sendSequenced(number, data)
             return
+        pieces = -(-size // MAX_PAYLOAD)
+        step = -(-size // pieces)
         view = memoryview(data)
-        for start in range(0, len(data), MAX_PAYLOAD):
-            self._sendSequenced(number, bytes(view[start : start + MAX_PAYLOAD]))
+        for start in range(0, size, step):
+            self._sendSequenced(number, bytes(view[start : start + step]))
 
     def sendChannelFin(self, number: int) -> None:
         """Tell scamper the local client will send nothing more."""

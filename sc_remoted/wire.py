@@ -22,6 +22,8 @@ SEQ_MASK = 0xFFFFFFFF
 CONTROL_CHANNEL = 0
 
 _U32 = struct.Struct("!I")
+# An ACK is the most frequent frame: header and body packed in one call.
+_ACK_FRAME = struct.Struct("!IIHBI")
 _RESUME_FIELDS = struct.Struct("!III")
 _MONITORNAME_CHARS = frozenset(
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-"
@@ -86,23 +88,30 @@ class FrameDecoder:
     def feed(self, data: bytes) -> List[Frame]:
         """
         Add C{data} to the stream and return every frame now complete.
+
+        When nothing is held back (the usual case) frames are cut straight
+        from C{data}, and only an incomplete tail is copied.
         """
         buffer = self._buffer
-        buffer += data
+        if buffer:
+            buffer += data
+            data = bytes(buffer)
+            buffer.clear()
         frames = []
+        append = frames.append
         offset = 0
-        end = len(buffer)
+        end = len(data)
         unpack = HEADER.unpack_from
         while end - offset >= HEADER_SIZE:
-            seq, channel, length = unpack(buffer, offset)
+            seq, channel, length = unpack(data, offset)
             start = offset + HEADER_SIZE
             stop = start + length
             if stop > end:
                 break
-            frames.append(Frame(seq, channel, bytes(buffer[start:stop])))
+            append(Frame(seq, channel, data[start:stop]))
             offset = stop
-        if offset:
-            del buffer[:offset]
+        if offset < end:
+            buffer += data[offset:]
         return frames
 
     @property
@@ -317,7 +326,7 @@ def encodeKeepalive(seq: int) -> bytes:
 
 
 def encodeAck(seq: int, acked: int) -> bytes:
-    return _control(seq, ControlType.ACK, _U32.pack(acked))
+    return _ACK_FRAME.pack(seq, CONTROL_CHANNEL, 5, ControlType.ACK, acked)
 
 
 def encodeMasterOk(rcvNxt: int) -> bytes:

@@ -116,13 +116,15 @@ class RelayTests(SessionTestCase):
         )
 
     def test_largeWriteSplit(self):
-        """A write larger than a frame holds is split at 65535 bytes."""
+        """A write larger than a frame holds is cut into equal frames."""
         client = self.openClient()
         data = bytes(range(256)) * 300
         client.write(data)
         frames = self.scamper.received()
-        self.assertEqual([len(f.payload) for f in frames], [65535, len(data) - 65535])
+        self.assertEqual([len(f.payload) for f in frames], [38400, 38400])
         self.assertEqual([f.seq for f in frames], [1, 2])
+        client.write(data[:65536])
+        self.assertEqual([len(f.payload) for f in self.scamper.received()], [32768, 32768])
         self.assertEqual(b"".join(f.payload for f in frames), data)
 
     def test_twoClients(self):
