@@ -11,7 +11,7 @@ it creates and removes each vantage point's UNIX socket.
 import itertools
 import os
 import socket
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
@@ -43,6 +43,9 @@ class Controller:
     @param zombieTime: seconds a disconnected vantage point is kept for a
         resume; 0 frees it at once.
     @param debug: log every frame exchanged with scamper.
+    @param clientNameCheck: called with the connection and the monitorname
+        of each MASTER_NEW; a string it returns is why the session is
+        refused (the client certificate's names, L{sc_remoted.tls}).
     """
 
     def __init__(
@@ -52,9 +55,11 @@ class Controller:
         socketMode: int = 0o700,
         zombieTime: float = DEFAULT_ZOMBIE_TIME,
         debug: bool = False,
+        clientNameCheck: Optional[Callable[[ScamperProtocol, Optional[str]], Optional[str]]] = None,
     ) -> None:
         self.reactor = reactor
         self.debug = debug
+        self.clientNameCheck = clientNameCheck
         self.socketsDirectory = socketsDirectory
         self.socketMode = socketMode
         self.zombieTime = zombieTime
@@ -100,6 +105,17 @@ class Controller:
         (PROTOCOL.md 2.6, d_reject2).  The new MASTER_NEW proves that
         scamper has dropped that session's state, so nothing is lost.
         """
+        if self.clientNameCheck is not None:
+            problem = self.clientNameCheck(connection, message.monitorname)
+            if problem is not None:
+                log.error(
+                    "{peer}: client certificate refused: {reason}; closing",
+                    peer=connection.peer,
+                    reason=problem,
+                    sc_event="tls.name_mismatch",
+                )
+                connection.abandon()
+                return
         existing = self._byMagic.get(message.magic)
         if existing is not None:
             if existing.connection is not None:
@@ -122,7 +138,7 @@ class Controller:
             next(self._identifiers),
             message.magic,
             message.monitorname,
-            self.reactor.seconds(),
+            self.reactor,
         )
         if not self._listen(vp, connection.peer):
             connection.abandon()
@@ -211,10 +227,14 @@ class Controller:
 
     def _expire(self, vp: VantagePoint) -> None:
         self._zombieTimers.pop(vp, None)
-        self.free(vp, "not resumed within %s s" % (self.zombieTime,))
+        self.free(vp, "not resumed within %s s" % (self.zombieTime,), event="vp.expired")
 
-    def free(self, vp: VantagePoint, reason: str) -> None:
-        """Forget C{vp}: its socket, its clients (who get EOF), its magic."""
+    def free(self, vp: VantagePoint, reason: str, event: str = "vp.freed") -> None:
+        """
+        Forget C{vp}: its socket, its clients (who get EOF), its magic.
+        C{event} is the log's C{sc_event}: C{vp.expired} for a zombie
+        that was not resumed in time.
+        """
         if self._byMagic.get(vp.magic) is not vp:
             return
         del self._byMagic[vp.magic]
@@ -225,7 +245,7 @@ class Controller:
             vp.connection.abandon()
         self._stopListening(vp)
         vp.closeChannels()
-        log.info("{vp}: freed: {reason}", vp=vp.name, reason=reason, sc_event="vp.freed")
+        log.info("{vp}: freed: {reason}", vp=vp.name, reason=reason, identifier=vp.identifier, sc_event=event)
         self._notify("vantagePointDeparted", vp)
 
     def stopService(self) -> defer.Deferred:

@@ -24,6 +24,23 @@ class IChannelEnd(Interface):
         """
 
 
+class IPausableEnd(IChannelEnd):
+    """
+    A channel end whose input can be paused, so that a vantage point can
+    stop reading from clients while scamper cannot take more, and that
+    can report (to C{VantagePoint.flow}) when it cannot take more itself.
+    """
+
+    def pauseReading():
+        """Stop reading from the client for now."""
+
+    def resumeReading():
+        """Read from the client again."""
+
+    def abort():
+        """Disconnect the client at once: it stopped reading for good."""
+
+
 class IVantagePointObserver(Interface):
     """
     Told of every change in the set of vantage points.  Register with

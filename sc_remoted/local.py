@@ -10,16 +10,37 @@ once everything queued for it is written.
 
 from typing import Optional
 
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .interfaces import IChannelEnd
+from .interfaces import IPausableEnd
 from .vp import VantagePoint
 
 
-@implementer(IHalfCloseableProtocol, IChannelEnd)
+@implementer(IPushProducer)
+class _CongestionReporter:
+    """
+    Registered as the producer of what we write to a client: Twisted
+    pauses it when the client's socket buffer is full, which we pass on
+    to the vantage point's flow control.
+    """
+
+    def __init__(self, channel: "LocalChannel") -> None:
+        self._channel = channel
+
+    def pauseProducing(self) -> None:
+        self._channel.vp.flow.channelCongested(self._channel)
+
+    def resumeProducing(self) -> None:
+        self._channel.vp.flow.channelDrained(self._channel)
+
+    def stopProducing(self) -> None:
+        self._channel.vp.flow.channelDrained(self._channel)
+
+
+@implementer(IHalfCloseableProtocol, IPausableEnd)
 class LocalChannel(Protocol):
     """
     One local client of a vantage point, and the channel it uses.
@@ -39,6 +60,7 @@ class LocalChannel(Protocol):
         self._clientGone = False
 
     def connectionMade(self) -> None:
+        self.transport.registerProducer(_CongestionReporter(self), True)
         self.number = self.vp.openChannel(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -59,6 +81,7 @@ class LocalChannel(Protocol):
         finishes it, so that its late data is recognised and dropped.
         """
         self._clientGone = True
+        self.vp.flow.channelDrained(self)
         self._finish()
 
     def _finish(self) -> None:
@@ -78,6 +101,19 @@ class LocalChannel(Protocol):
         self.finReceived = True
         if not self._clientGone:
             self.transport.loseConnection()
+
+
+    def pauseReading(self) -> None:
+        if not self._clientGone:
+            self.transport.pauseProducing()
+
+    def resumeReading(self) -> None:
+        if not self._clientGone:
+            self.transport.resumeProducing()
+
+    def abort(self) -> None:
+        if not self._clientGone:
+            self.transport.abortConnection()
 
 
 class LocalChannelFactory(Factory):

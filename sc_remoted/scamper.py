@@ -61,6 +61,7 @@ class ScamperProtocol(Protocol):
         self._debug = controller.debug
         self._timer: Optional[IDelayedCall] = None
         self._batch: Optional[List[bytes]] = None
+        self._readingPaused = False
         self._closing = False
         self._acceptedAt = 0.0
         self._lastReceived = 0.0
@@ -76,7 +77,7 @@ class ScamperProtocol(Protocol):
         now = self._clock.seconds()
         self._acceptedAt = self._lastReceived = self._lastSent = now
         self._timer = self._clock.callLater(REGISTRATION_TIMEOUT, self._timerFired)
-        log.debug("connection from {peer}", peer=self.peer, sc_event="scamper.connected")
+        log.info("connection from {peer}", peer=self.peer, sc_event="scamper.connected")
 
     # Output -------------------------------------------------------------
 
@@ -112,7 +113,13 @@ class ScamperProtocol(Protocol):
 
     def _logFrames(self, direction: str, data: bytes) -> None:
         for frame in FrameDecoder().feed(data):
-            log.debug("{peer} {direction} {frame}", peer=self.peer, direction=direction, frame=describeFrame(frame))
+            log.debug(
+                "{peer} {direction} {frame}",
+                peer=self.peer,
+                direction=direction,
+                frame=describeFrame(frame),
+                sc_event="scamper.message",
+            )
 
     # Input --------------------------------------------------------------
 
@@ -124,7 +131,13 @@ class ScamperProtocol(Protocol):
         try:
             for frame in self._decoder.feed(data):
                 if self._debug:
-                    log.debug("{peer} received {frame}", peer=self.peer, frame=describeFrame(frame))
+                    log.debug(
+                        "{peer} {direction} {frame}",
+                        peer=self.peer,
+                        direction="received",
+                        frame=describeFrame(frame),
+                        sc_event="scamper.message",
+                    )
                 vp = self.vp
                 if vp is not None:
                     vp.frameReceived(frame)
@@ -178,6 +191,22 @@ class ScamperProtocol(Protocol):
         """Serve C{vp} from now on."""
         self.vp = vp
         vp.connection = self
+        self.transport.registerProducer(vp.flow, True)
+        vp.flow.connected()
+
+    def setReadingPaused(self, paused: bool) -> None:
+        """
+        Stop or restart reading from scamper while a local client cannot
+        keep up.  Time spent paused does not count as scamper's silence.
+        """
+        if paused == self._readingPaused:
+            return
+        self._readingPaused = paused
+        if paused:
+            self.transport.pauseProducing()
+        else:
+            self._lastReceived = self._clock.seconds()
+            self.transport.resumeProducing()
 
     def abandon(self) -> None:
         """
@@ -199,6 +228,7 @@ class ScamperProtocol(Protocol):
         vp = self.vp
         if vp is not None and vp.connection is self:
             vp.connection = None
+            self.transport.unregisterProducer()
         self.vp = None
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -231,6 +261,8 @@ class ScamperProtocol(Protocol):
                 return
             nextCheck = deadline
         else:
+            if self._readingPaused:
+                self._lastReceived = now
             silentUntil = self._lastReceived + SILENCE_TIMEOUT
             if now >= silentUntil:
                 log.info(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Deque, Dict, Optional, Tuple
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from .flow import FlowControl
 from .interfaces import IChannelEnd, IVantagePoint
 
 from .wire import (
@@ -36,7 +37,7 @@ from .wire import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from twisted.internet.interfaces import IListeningPort
+    from twisted.internet.interfaces import IListeningPort, IReactorTime
 
     from .scamper import ScamperProtocol
 
@@ -72,12 +73,13 @@ class VantagePoint:
         identifier: int,
         magic: bytes,
         monitorname: Optional[str],
-        connectedAt: float,
+        clock: "IReactorTime",
     ) -> None:
         self.identifier = identifier
         self.magic = magic
         self.monitorname = monitorname
-        self.connectedAt = connectedAt
+        self.connectedAt = clock.seconds()
+        self.flow = FlowControl(self, clock)
         self.peer = ""
         self.name = ""
         self.connection: Optional["ScamperProtocol"] = None
@@ -113,6 +115,7 @@ class VantagePoint:
         self.bytesOut += len(payload)
         self._unacked.append((seq, frame))
         self.sndNxt = seqNext(seq)
+        self.flow.queued(len(frame))
         if self.connection is not None:
             self.connection.write(frame)
 
@@ -151,6 +154,7 @@ class VantagePoint:
             if channel is None:
                 raise WireError("CHANNEL_FIN for unknown channel %d" % (message.channel,))
             self._acknowledge(frame.seq)
+            self.flow.channelDrained(channel)
             log.info(
                 "{vp}: scamper finished channel {channel}",
                 vp=self.name,
@@ -173,7 +177,7 @@ class VantagePoint:
         expected = self._unacked[0][0]
         if seq != expected:
             raise WireError("ACK %d, expected ACK %d" % (seq, expected))
-        self._unacked.popleft()
+        self.flow.acknowledged(len(self._unacked.popleft()[1]))
 
     # Resume -------------------------------------------------------------
 
@@ -203,7 +207,7 @@ class VantagePoint:
         """
         unacked = self._unacked
         while unacked and seqLessThan(unacked[0][0], rcvNxt):
-            unacked.popleft()
+            self.flow.acknowledged(len(unacked.popleft()[1]))
         assert self.connection is not None
         if unacked:
             self.connection.writeSequence([frame for _, frame in unacked])
@@ -221,6 +225,7 @@ class VantagePoint:
             number = (number + 1) & 0xFFFFFFFF
         self._nextChannel = (number + 1) & 0xFFFFFFFF
         self.channels[number] = channel
+        self.flow.channelOpened(channel)
         self._sendSequenced(CONTROL_CHANNEL, channelNewPayload(number))
         log.info(
             "{vp}: local client opened channel {channel}",
@@ -249,6 +254,12 @@ class VantagePoint:
     def sendChannelFin(self, number: int) -> None:
         """Tell scamper the local client will send nothing more."""
         self._sendSequenced(CONTROL_CHANNEL, channelFinPayload(number))
+        log.info(
+            "{vp}: local client finished channel {channel}",
+            vp=self.name,
+            channel=number,
+            sc_event="channel.client_finished",
+        )
 
     def forgetChannel(self, number: int) -> None:
         """Drop a channel both sides have finished."""
@@ -258,5 +269,6 @@ class VantagePoint:
         """End every local client's connection; their EOF says the VP is gone."""
         channels = list(self.channels.values())
         self.channels.clear()
+        self.flow.stop()
         for channel in channels:
             channel.scamperFinished()
