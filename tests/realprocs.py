@@ -170,6 +170,50 @@ def waitForSocket(reactor, directory: str, timeout: float = 10.0, name: Optional
 
 # Processes --------------------------------------------------------------
 
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _becomeSubreaper() -> bool:
+    """
+    Have orphaned descendants (scamper's privilege-separation child, which
+    outlives its parent for a moment) reparented to this process rather
+    than to PID 1, so that we can reap them: on some machines PID 1 is not
+    an init that reaps, and they would stay as zombies.  Linux only.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def childrenOf(pid: int) -> List[int]:
+    """The PIDs whose parent is C{pid}, from /proc."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % (entry,)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(entry))
+    return children
+
+
+def _reaped(pid: int) -> bool:
+    """Reap C{pid} if it is our exited child; true once it is gone."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        # Not (or no longer) our child: gone, or still another's child.
+        return not os.path.exists("/proc/%d" % (pid,))
+    return done == pid
+
 
 class ProcessResult:
     """What a finished process left: its output and how it ended."""
@@ -215,7 +259,11 @@ class RealProcess:
         pipes are closed.
     """
 
+    _subreaper: Optional[bool] = None
+
     def __init__(self, reactor, argv: Sequence[str], path: Optional[str] = None) -> None:
+        if RealProcess._subreaper is None:
+            RealProcess._subreaper = _becomeSubreaper()
         self._reactor = reactor
         self.argv = list(argv)
         self._ended: defer.Deferred = defer.Deferred()
@@ -280,15 +328,34 @@ class RealProcess:
 
     @defer.inlineCallbacks
     def stop(self, grace: float = 5.0):
-        """SIGTERM by PID; SIGKILL if it is still there after C{grace} s."""
+        """
+        SIGTERM by PID; SIGKILL if it is still there after C{grace} s.
+        Children it leaves behind (scamper's privsep process) are ended
+        the same way, by their PIDs, and reaped.
+        """
         if self.result is None:
+            orphans = childrenOf(self.pid)
             self.kill(signal.SIGTERM)
             try:
                 yield self.wait(grace)
             except AssertionError:
                 self.kill(signal.SIGKILL)
                 yield self.wait(grace)
+            if RealProcess._subreaper:
+                for pid in orphans:
+                    yield self._endOrphan(pid, grace)
         return self.result
+
+    @defer.inlineCallbacks
+    def _endOrphan(self, pid: int, grace: float):
+        try:
+            yield waitFor(self._reactor, lambda: _reaped(pid), grace, "orphan %d to exit" % (pid,))
+        except AssertionError:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            yield waitFor(self._reactor, lambda: _reaped(pid), grace, "orphan %d to die" % (pid,))
 
 
 def spawn(testCase, reactor, argv: Sequence[str], path: Optional[str] = None) -> RealProcess:

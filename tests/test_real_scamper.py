@@ -40,8 +40,11 @@ from .realprocs import (
 )
 
 
-class RealScamperTests(TestCase):
-    """Real scamper and sc_attach against a L{Controller} in this reactor."""
+class InProcessDaemonMixin:
+    """
+    Our daemon (a L{Controller} and its services) listening on a free
+    port of 127.0.0.1 in this reactor, with a private sockets directory.
+    """
 
     zombieTime = 900
 
@@ -92,6 +95,10 @@ class RealScamperTests(TestCase):
         vps = self.controller.vantagePoints()
         self.assertEqual(len(vps), 1, vps)
         return vps[0]
+
+
+class RealScamperTests(InProcessDaemonMixin, TestCase):
+    """Real scamper and sc_attach against our daemon."""
 
     @defer.inlineCallbacks
     def test_measurement(self):
@@ -154,3 +161,118 @@ class RealScamperTests(TestCase):
         self.assertEqual(replyCounts(text), {"127.0.0.1": 1}, text)
 
     test_monitorname.timeout = 45  # type: ignore[attr-defined]
+
+
+class ResumeTests(InProcessDaemonMixin, TestCase):
+    """
+    scamper -> L{Relay} -> our daemon: the relay freezes the connection,
+    then cuts it; scamper comes back 30 to 61 s later with MASTER_RES and
+    both sides retransmit what the frozen relay swallowed.
+    """
+
+    def startAttach(self, socketName, commands, name):
+        """Start sc_attach without waiting; returns (process, warts path)."""
+        commandsFile = writeCommands(self.directory, name + ".cmds", commands)
+        warts = os.path.join(self.directory, name + ".warts")
+        process = spawn(
+            self,
+            reactor,
+            [
+                shutil.which("sc_attach"),
+                "-R",
+                os.path.join(self.directory, socketName),
+                "-i",
+                commandsFile,
+                "-o",
+                warts,
+            ],
+        )
+        return process, warts
+
+    @defer.inlineCallbacks
+    def finished(self, process, warts):
+        result = yield process.wait(60)
+        self.assertEqual(result.exitCode, 0, result)
+        text = yield wartsText(reactor, warts, self)
+        return text
+
+    @defer.inlineCallbacks
+    def test_resumeAfterCut(self):
+        """
+        Results swallowed by the frozen relay in both directions arrive,
+        exactly once, after the resume; the clients stay connected
+        throughout, through a zombie period without a socket file, and the
+        socket comes back under the new peer's name.
+        """
+        relay = Relay(reactor, self.port)
+        yield relay.start()
+        self.addCleanup(relay.stop)
+        startScamper(self, reactor, relay.port)
+        before = yield waitForSocket(reactor, self.directory, 10)
+        vp = self.onlyVantagePoint()
+        self.assertEqual(vp.resumes, 0)
+
+        # A: a quick ping that completes before the freeze, and a slower
+        # one whose result scamper sends while the relay is frozen.
+        first, firstWarts = self.startAttach(
+            before, ["ping -c 1 127.0.0.1", "ping -c 6 -i 1 127.0.0.2"], "first"
+        )
+        yield sleep(reactor, 2.5)
+        # Both commands have reached scamper (so ping -c 6 is running).
+        yield waitFor(reactor, lambda: vp.unacked == 0, 5, "scamper to acknowledge the commands")
+        self.assertTrue(first.running, first.output())
+        relay.freeze()
+        yield sleep(reactor, 1.0)
+
+        # B connects while the relay is frozen: its CHANNEL_NEW (and what
+        # follows) waits, unacknowledged, in our daemon.
+        second, secondWarts = self.startAttach(before, ["ping -c 2 -i 1 127.0.0.3"], "second")
+        yield waitFor(reactor, lambda: len(vp.channels) == 2, 5, "the second channel")
+        # ping -c 6 ends about 6.5 s after the start: its result is swallowed.
+        yield sleep(reactor, 5.5)
+        (frozen,) = relay.live
+        # More than ACKs: the DATA of a ping result is a few hundred bytes.
+        self.assertGreater(frozen.swallowed["toTarget"], 200, "no result from scamper was swallowed")
+        self.assertGreater(frozen.swallowed["fromTarget"], 0, "nothing from the daemon was swallowed")
+        self.assertGreater(vp.unacked, 0)
+        relay.cut()
+
+        # The zombie period: no socket file, clients still connected.
+        yield waitFor(reactor, lambda: vp.connection is None, 5, "the daemon to see the cut")
+        cutAt = reactor.seconds()
+        self.assertEqual(self.controller.vantagePoints(), [vp])
+        self.assertEqual(sockets(self.directory), [])
+        yield sleep(reactor, 2.0)
+        self.assertEqual(sockets(self.directory), [])
+        self.assertTrue(first.running, first.output())
+        self.assertTrue(second.running, second.output())
+        self.assertEqual(len(vp.channels), 2)
+
+        # scamper reconnects 30 to 61 s after the cut, with MASTER_RES.
+        yield waitFor(
+            reactor,
+            lambda: vp.resumes == 1 and vp.connection is not None,
+            75,
+            "scamper to resume",
+            interval=0.2,
+        )
+        outage = reactor.seconds() - cutAt
+        self.assertTrue(25 <= outage <= 70, "resumed after %.1f s" % (outage,))
+        self.assertEqual(self.controller.vantagePoints(), [vp])
+        self.assertEqual(len(relay.pairs), 2)
+        after = vp.name
+        self.assertNotEqual(after, before)
+        self.assertEqual(after, vp.peer)
+        yield waitForSocket(reactor, self.directory, 5, name=after)
+        self.assertEqual(sockets(self.directory), [after])
+
+        firstText = yield self.finished(first, firstWarts)
+        secondText = yield self.finished(second, secondWarts)
+        self.assertEqual(sorted(pingRecords(firstText)), ["127.0.0.1", "127.0.0.2"], firstText)
+        self.assertEqual(replyCounts(firstText), {"127.0.0.1": 1, "127.0.0.2": 6}, firstText)
+        self.assertEqual(pingRecords(secondText), ["127.0.0.3"], secondText)
+        self.assertEqual(replyCounts(secondText), {"127.0.0.3": 2}, secondText)
+        self.assertEqual(vp.resumes, 1)
+        self.assertEqual(vp.unacked, 0)
+
+    test_resumeAfterCut.timeout = 150  # type: ignore[attr-defined]

@@ -1,0 +1,174 @@
+"""
+The installed C{twistd sc_remoted}, run as a separate process: the plugin
+is found, the daemon serves scamper, SIGTERM ends it cleanly, and bad
+options are refused with a message naming the problem.
+
+It runs the installed package (C{pip install .}), from a scratch working
+directory so that the checkout is not what gets imported.
+"""
+
+import os
+import shutil
+import signal
+import struct
+import sys
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectError
+from twisted.internet.protocol import Protocol
+from twisted.trial.unittest import TestCase
+
+from .realprocs import (
+    LOOPBACK,
+    freePort,
+    makeSocketsDirectory,
+    replyCounts,
+    requireRealScamper,
+    runToCompletion,
+    sleep,
+    sockets,
+    spawn,
+    startScamper,
+    twistdScript,
+    waitFor,
+    waitForSocket,
+    wartsText,
+    writeCommands,
+)
+
+HEADER = struct.Struct(">IIH")
+MASTER_NEW = 0
+MASTER_ID = 1
+# PROTOCOL.md 1.2: type, magic_len, magic, mon_len (0: no monitorname).
+MAGIC = bytes.fromhex("5463a1f00d5eed01")
+
+
+class HandScamper(Protocol):
+    """Just enough of scamper to register: MASTER_NEW, then read MASTER_ID."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.closed: defer.Deferred = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        payload = bytes([MASTER_NEW, len(MAGIC)]) + MAGIC + b"\x00"
+        self.transport.write(HEADER.pack(0, 0, len(payload)) + payload)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def masterId(self):
+        """The MASTER_ID string, once a whole frame has arrived, else None."""
+        if len(self.received) < HEADER.size:
+            return None
+        seq, channel, length = HEADER.unpack_from(self.received)
+        payload = self.received[HEADER.size : HEADER.size + length]
+        if len(payload) < length:
+            return None
+        if (seq, channel) != (0, 0) or payload[0] != MASTER_ID or payload[1] != length - 2:
+            raise AssertionError("not a MASTER_ID frame: %r" % (self.received,))
+        if not payload.endswith(b"\x00"):
+            raise AssertionError("MASTER_ID without its NUL: %r" % (payload,))
+        return payload[2:-1].decode("ascii")
+
+    def connectionLost(self, reason) -> None:
+        self.closed.callback(None)
+
+
+@defer.inlineCallbacks
+def connectWhenListening(port: int, timeout: float):
+    """Connect a L{HandScamper} as soon as something listens on C{port}."""
+    deadline = reactor.seconds() + timeout
+    endpoint = TCP4ClientEndpoint(reactor, LOOPBACK, port, timeout=2)
+    while True:
+        try:
+            protocol = yield connectProtocol(endpoint, HandScamper())
+            return protocol
+        except ConnectError as e:
+            if reactor.seconds() >= deadline:
+                raise AssertionError("nothing listening on port %d after %.0f s" % (port, timeout)) from e
+            yield sleep(reactor, 0.1)
+
+
+class TwistdTests(TestCase):
+    """C{twistd -n sc_remoted} as an operator would start it."""
+
+    def setUp(self):
+        self.script = twistdScript()
+        self.workDirectory = makeSocketsDirectory(self)
+        self.directory = makeSocketsDirectory(self)
+
+    def twistdArgv(self, *options):
+        return [sys.executable, self.script, "-n", "--pidfile=", "sc_remoted"] + list(options)
+
+    @defer.inlineCallbacks
+    def test_servesAndStopsOnSigterm(self):
+        """
+        The plugin is found and serves: a hand-made MASTER_NEW gets its
+        MASTER_ID and a socket, a real scamper measures through its socket.
+        SIGHUP is survived.  SIGTERM then ends the process, closing the scamper connections and
+        leaving the sockets directory empty.
+        """
+        requireRealScamper()
+        port = freePort()
+        twistd = spawn(
+            self,
+            reactor,
+            self.twistdArgv("--port", "%s:%d" % (LOOPBACK, port), "--sockets", self.directory),
+            path=self.workDirectory,
+        )
+        hand = yield connectWhenListening(port, 20)
+        identity = yield waitFor(reactor, hand.masterId, 5, "MASTER_ID")
+        self.assertEqual(identity, "%s:%d" % (LOOPBACK, hand.transport.getHost().port))
+        yield waitForSocket(reactor, self.directory, 5, name=identity)
+
+        startScamper(self, reactor, port)
+        yield waitFor(reactor, lambda: len(sockets(self.directory)) == 2, 10, "scamper's socket")
+        (name,) = [n for n in sockets(self.directory) if n != identity]
+        commands = writeCommands(self.workDirectory, "cmds", ["ping -c 1 127.0.0.1"])
+        warts = os.path.join(self.workDirectory, "out.warts")
+        attach = yield runToCompletion(
+            reactor,
+            [shutil.which("sc_attach"), "-R", os.path.join(self.directory, name), "-i", commands, "-o", warts],
+            30,
+            self,
+        )
+        self.assertEqual(attach.exitCode, 0, attach)
+        text = yield wartsText(reactor, warts, self)
+        self.assertEqual(replyCounts(text), {"127.0.0.1": 1}, text)
+        self.assertTrue(twistd.running, twistd.output())
+
+        # SIGHUP (which the C daemon uses to reload TLS files) must not
+        # kill it: twistd itself installs no handler for it.
+        twistd.kill(signal.SIGHUP)
+        yield waitFor(reactor, lambda: b"SIGHUP received" in b"".join(twistd.protocol.out), 5, "the SIGHUP log line")
+        self.assertTrue(twistd.running, twistd.output())
+        self.assertEqual(len(sockets(self.directory)), 2)
+
+        twistd.kill(signal.SIGTERM)
+        result = yield twistd.wait(10)
+        # twistd shuts down cleanly, then (Twisted 21.7+) re-raises the
+        # signal so that its parent sees it died of SIGTERM.
+        self.assertIn((result.exitCode, result.signal), [(0, None), (None, signal.SIGTERM)], result)
+        self.assertIn(b"Server Shut Down.", result.out, result)
+        yield waitFor(reactor, lambda: hand.closed.called, 5, "the daemon to close our connection")
+        self.assertEqual(os.listdir(self.directory), [], result)
+
+    test_servesAndStopsOnSigterm.timeout = 60  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def test_missingSocketsDirectory(self):
+        """A sockets directory that does not exist is refused, by name."""
+        result = yield runToCompletion(
+            reactor,
+            self.twistdArgv("--sockets", "/nonexistent", "--port", "1"),
+            30,
+            self,
+        )
+        self.assertNotEqual(result.exitCode, 0, result)
+        output = (result.out + result.err).decode("utf-8", "replace")
+        self.assertIn("/nonexistent", output)
+        self.assertIn("No such file or directory", output)
+
+    test_missingSocketsDirectory.timeout = 40  # type: ignore[attr-defined]
