@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from .interfaces import IVantagePointObserver
+from .limits import Limits
 from .local import LocalChannelFactory
 from .naming import MAX_SOCKET_PATH, socketName
 from .scamper import ScamperFactory, ScamperProtocol
@@ -56,7 +57,11 @@ class Controller:
         zombieTime: float = DEFAULT_ZOMBIE_TIME,
         debug: bool = False,
         clientNameCheck: Optional[Callable[[ScamperProtocol, Optional[str]], Optional[str]]] = None,
+        limits: Limits = Limits(),
     ) -> None:
+        self.limits = limits
+        self._connections: Dict[str, int] = {}
+        self._connectionCount = 0
         self.reactor = reactor
         self.debug = debug
         self.clientNameCheck = clientNameCheck
@@ -87,6 +92,38 @@ class Controller:
                 getattr(observer, event)(vp)
             except Exception:
                 log.failure("observer {observer!r} failed on {event}", observer=observer, event=event)
+
+    def connectionOpened(self, connection: ScamperProtocol, host: str) -> bool:
+        """
+        Count a new scamper connection from C{host}; L{False} if it would
+        exceed a limit (and is to be closed at once).
+        """
+        limits = self.limits
+        if self._connectionCount >= limits.maxConnections:
+            limit, value = "max-connections", limits.maxConnections
+        elif self._connections.get(host, 0) >= limits.maxPerAddress:
+            limit, value = "max-per-address", limits.maxPerAddress
+        else:
+            self._connectionCount += 1
+            self._connections[host] = self._connections.get(host, 0) + 1
+            return True
+        log.warn(
+            "{peer}: refused: limit {limit} ({value}) reached",
+            peer=connection.peer,
+            limit=limit,
+            value=value,
+            sc_event="limit.refused",
+        )
+        return False
+
+    def connectionClosed(self, host: str) -> None:
+        """Uncount a connection that L{connectionOpened} accepted."""
+        self._connectionCount -= 1
+        remaining = self._connections[host] - 1
+        if remaining:
+            self._connections[host] = remaining
+        else:
+            del self._connections[host]
 
     def vantagePoints(self) -> List[VantagePoint]:
         """Every vantage point, connected or zombie, oldest first."""
@@ -215,6 +252,15 @@ class Controller:
         if self.zombieTime <= 0:
             self.free(vp, "disconnected (%s)" % (reason,))
             return
+        if len(self._zombieTimers) >= self.limits.maxZombies:
+            oldest = next(iter(self._zombieTimers))
+            log.warn(
+                "{vp}: freed early: limit max-zombies ({value}) reached",
+                vp=oldest.name,
+                value=self.limits.maxZombies,
+                sc_event="limit.zombie_freed",
+            )
+            self.free(oldest, "too many zombies")
         self._zombieTimers[vp] = self.reactor.callLater(self.zombieTime, self._expire, vp)
         log.info(
             "{vp}: disconnected ({reason}); kept {zombieTime} s for a resume",
@@ -284,7 +330,7 @@ class Controller:
         try:
             vp.listener = self.reactor.listenUNIX(
                 path,
-                LocalChannelFactory(vp),
+                LocalChannelFactory(vp, self.limits.maxChannels),
                 backlog=socket.SOMAXCONN,
                 mode=self.socketMode,
             )

@@ -12,11 +12,14 @@ from typing import Optional
 
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .interfaces import IPausableEnd
 from .vp import VantagePoint
+
+log = Logger()
 
 
 @implementer(IPushProducer)
@@ -60,6 +63,18 @@ class LocalChannel(Protocol):
         self._clientGone = False
 
     def connectionMade(self) -> None:
+        limit = self.factory.maxChannels
+        if len(self.vp.channels) >= limit:
+            log.warn(
+                "{vp}: local client refused: limit {limit} ({value}) reached",
+                vp=self.vp.name,
+                limit="max-channels",
+                value=limit,
+                sc_event="limit.refused",
+            )
+            self._clientGone = True
+            self.transport.abortConnection()
+            return
         self.transport.registerProducer(_CongestionReporter(self), True)
         self.number = self.vp.openChannel(self)
 
@@ -121,8 +136,9 @@ class LocalChannelFactory(Factory):
 
     noisy = False
 
-    def __init__(self, vp: VantagePoint) -> None:
+    def __init__(self, vp: VantagePoint, maxChannels: int) -> None:
         self.vp = vp
+        self.maxChannels = maxChannels
 
     def buildProtocol(self, addr: object) -> LocalChannel:
         channel = LocalChannel(self.vp)

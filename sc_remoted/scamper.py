@@ -53,6 +53,7 @@ class ScamperProtocol(Protocol):
 
     vp: Optional["VantagePoint"] = None
     peer = ""
+    _counted: Optional[str] = None
 
     def __init__(self, controller: "Controller", clock: IReactorTime) -> None:
         self._controller = controller
@@ -68,7 +69,13 @@ class ScamperProtocol(Protocol):
         self._lastSent = 0.0
 
     def connectionMade(self) -> None:
-        self.peer = peerName(self.transport.getPeer())
+        address = self.transport.getPeer()
+        self.peer = peerName(address)
+        if not self._controller.connectionOpened(self, address.host):
+            self._closing = True
+            self.transport.abortConnection()
+            return
+        self._counted = address.host
         setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
         if setNoDelay is not None:
             # Without it, each small ACK waits for scamper's delayed ACK:
@@ -232,6 +239,9 @@ class ScamperProtocol(Protocol):
         self.vp = None
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._counted is not None:
+            self._controller.connectionClosed(self._counted)
+            self._counted = None
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None

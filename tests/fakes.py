@@ -53,8 +53,8 @@ class SocketsReactor(MemoryReactorClock):
         return sorted(os.path.basename(path) for path in self.sockets)
 
 
-def makeController(zombieTime: float = 900, directory: str = "/sockets") -> Controller:
-    return Controller(SocketsReactor(), directory, zombieTime=zombieTime)
+def makeController(zombieTime: float = 900, directory: str = "/sockets", **kwargs) -> Controller:
+    return Controller(SocketsReactor(), directory, zombieTime=zombieTime, **kwargs)
 
 
 class FakeScamper:
