@@ -327,6 +327,9 @@ class Controller:
                 sc_event="vp.socket_error",
             )
             return False
+        # bind() creates the file with the umask's permissions, which hold
+        # until the chmod to socketMode: make them the strictest meanwhile.
+        umask = os.umask(0o077)
         try:
             vp.listener = self.reactor.listenUNIX(
                 path,
@@ -343,6 +346,8 @@ class Controller:
                 sc_event="vp.socket_error",
             )
             return False
+        finally:
+            os.umask(umask)
         return True
 
     def _stopListening(self, vp: VantagePoint) -> None:
