@@ -10,13 +10,17 @@ setup(
     python_requires=">=3.9",
     # Listed by hand: find_packages() cannot see twisted.plugins, which
     # must have no __init__.py.
-    packages=["sc_remoted", "twisted.plugins"],
+    packages=["sc_remoted", "sc_remoted.mux", "twisted.plugins"],
     install_requires=[
         "Twisted>=22.10",
         "pyOpenSSL",
         "service-identity",
         "zope.interface",
+        "prometheus_client",
     ],
+    # What the test suite needs beyond the daemon's own dependencies.
+    extras_require={"test": ["hypothesis", "cryptography"]},
+    entry_points={"console_scripts": ["sc_remoted = sc_remoted.cli:main"]},
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",

@@ -1,0 +1,585 @@
+"""
+The daemon's side of the mux: one L{MuxProtocol} per mux client, made by
+a L{MuxFactory} that follows the controller's vantage points.
+
+A client's session (MUX.md):
+
+  - on accept it gets a VP_UPDATE for every connected vantage point, then
+    GO, in one write;
+  - later it is told of arrivals (VP_UPDATE) and departures (VP_DEPART);
+  - CHANNEL_OPEN(vp, channel) opens a new scamper channel on that vantage
+    point, a L{MuxChannel}; data frames on the client's channel number are
+    relayed both ways; scamper's CHANNEL_FIN becomes CHANNEL_CLOSE.
+
+Where upstream falls short, this side does better:
+
+  - each client remembers which vantage points it was told of and with
+    which attributes (L{MuxProtocol.known}), so a vantage point that
+    resumes is announced to clients that connected during its outage, and
+    one whose attributes changed (a new address after a resume, a
+    metadata reload) is announced again: VP_DEPART then VP_UPDATE, since
+    libscamperctrl adds a second entry for an id it already holds;
+  - a malformed or duplicate CHANNEL_OPEN costs only that channel
+    (CHANNEL_CLOSE), not the client's connection;
+  - when a vantage point departs, each open channel to it gets
+    CHANNEL_CLOSE (before VP_DEPART);
+  - the protocol also runs over TCP, with TLS and client certificates.
+
+Flow: a mux connection carries channels to many vantage points.  While
+its transport cannot take more, every vantage point with a channel on it
+stops reading from scamper (as for a local client); while any of those
+vantage points cannot take more from clients, reading from the mux
+connection stops.
+"""
+
+import ipaddress
+import os
+import socket
+import stat
+from typing import Dict, List, Optional, Set, Tuple
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ..interfaces import IPausableEnd, IVantagePointObserver
+from .codec import (
+    CONTROL_CHANNEL,
+    MAX_CLIENT_MESSAGE,
+    Attribute,
+    ChannelClose,
+    ChannelOpen,
+    MessageTooLarge,
+    MuxDecoder,
+    MuxError,
+    UnknownControl,
+    encodeChannelClose,
+    encodeData,
+    encodeGo,
+    encodeVpDepart,
+    encodeVpUpdate,
+    optionalChannel,
+    parseControl,
+)
+from .metadata import Metadata
+
+log = Logger()
+
+AttributeList = Tuple[Tuple[int, str], ...]
+
+
+def peerHost(peer: str) -> Tuple[Optional[str], Optional[str]]:
+    """
+    The IPv4 and IPv6 address (either may be L{None}) in one of the C
+    daemon's peer strings: C{a.b.c.d:port} or C{v6address.port}.
+    """
+    host, _, port = peer.rpartition(":")
+    if port.isdigit():
+        try:
+            return str(ipaddress.IPv4Address(host)), None
+        except ValueError:
+            pass
+    host, _, port = peer.rpartition(".")
+    if port.isdigit():
+        try:
+            return None, str(ipaddress.IPv6Address(host))
+        except ValueError:
+            pass
+    return None, None
+
+
+def formatArrival(seconds: float) -> str:
+    """C{sec.usec}, as upstream formats a C{struct timeval}."""
+    micros = int(round(seconds * 1000000))
+    return "%d.%06d" % divmod(micros, 1000000)
+
+
+def vantagePointAttributes(vp, metadata: Optional[Metadata]) -> AttributeList:
+    """
+    What a VP_UPDATE says of C{vp}: its name, arrival time and address,
+    then the meta-file's attributes for its name.
+    """
+    attributes: List[Tuple[int, str]] = []
+    if vp.monitorname:
+        attributes.append((int(Attribute.NAME), vp.monitorname))
+    attributes.append((int(Attribute.ARRIVAL), formatArrival(vp.connectedAt)))
+    ipv4, ipv6 = peerHost(vp.peer)
+    if ipv4 is not None:
+        attributes.append((int(Attribute.IPV4), ipv4))
+    if ipv6 is not None:
+        attributes.append((int(Attribute.IPV6), ipv6))
+    if metadata is not None:
+        attributes.extend(metadata.attributesFor(vp.monitorname))
+    return tuple(attributes)
+
+
+# Channels ---------------------------------------------------------------
+
+
+@implementer(IPausableEnd)
+class MuxChannel:
+    """
+    One channel of a mux client to a vantage point: the channel end the
+    vantage point delivers to.
+
+    States: I{open} (relaying both ways); I{client finished} (the mux
+    connection dropped or the client reused the id: CHANNEL_FIN went to
+    scamper, what scamper still sends is dropped); I{closed} (scamper
+    finished it or the vantage point departed: CHANNEL_CLOSE went to the
+    client, nothing more is relayed).
+
+    @ivar clientChannel: the client's number for the channel.
+    @ivar number: scamper's number for it on the vantage point.
+    """
+
+    def __init__(self, mux: "MuxProtocol", vp, clientChannel: int) -> None:
+        self.mux = mux
+        self.vp = vp
+        self.clientChannel = clientChannel
+        self.number: Optional[int] = None
+        self.clientFinished = False
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return "<MuxChannel %d -> %s channel %s>" % (self.clientChannel, self.vp.name, self.number)
+
+    def open(self) -> None:
+        self.number = self.vp.openChannel(self)
+
+    def clientData(self, data: bytes) -> None:
+        if not self.clientFinished and not self.closed:
+            assert self.number is not None
+            self.vp.clientData(self.number, data)
+
+    def finishFromClient(self) -> None:
+        """The client will send nothing more: tell scamper, keep nothing."""
+        self.mux.forget(self)
+        self.vp.flow.channelDrained(self)
+        if not self.clientFinished and not self.closed and self.number is not None:
+            self.clientFinished = True
+            self.vp.sendChannelFin(self.number)
+
+    # IChannelEnd -------------------------------------------------------
+
+    def deliver(self, payload: bytes) -> None:
+        if not self.clientFinished and not self.closed:
+            self.mux.sendData(self.clientChannel, payload)
+
+    def scamperFinished(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if not self.clientFinished:
+            self.mux.channelClosed(self)
+
+    # IPausableEnd ------------------------------------------------------
+
+    def pauseReading(self) -> None:
+        self.mux.pauseFor(self)
+
+    def resumeReading(self) -> None:
+        self.mux.resumeFor(self)
+
+    def abort(self) -> None:
+        """The client stopped reading for good: it loses its connection."""
+        self.mux.abort()
+
+
+@implementer(IPushProducer)
+class _MuxCongestion:
+    """
+    The producer registered with a mux client's transport: while it is
+    full, the vantage points of its channels stop reading from scamper.
+    """
+
+    def __init__(self, mux: "MuxProtocol") -> None:
+        self._mux = mux
+
+    def pauseProducing(self) -> None:
+        self._mux.setCongested(True)
+
+    def resumeProducing(self) -> None:
+        self._mux.setCongested(False)
+
+    def stopProducing(self) -> None:
+        self._mux.setCongested(False)
+
+
+# The protocol -----------------------------------------------------------
+
+
+class MuxProtocol(Protocol):
+    """
+    One mux client.
+
+    @ivar channels: the open channels, by the client's channel number.
+    @ivar known: the vantage points this client was told of, by id, with
+        the attributes it was told.
+    """
+
+    factory: "MuxFactory"
+
+    def __init__(self) -> None:
+        self.channels: Dict[int, MuxChannel] = {}
+        self.known: Dict[int, AttributeList] = {}
+        self.peer = ""
+        self._decoder = MuxDecoder(MAX_CLIENT_MESSAGE)
+        self._gone = False
+        self._congested = False
+        self._pausedBy: Set[MuxChannel] = set()
+
+    def connectionMade(self) -> None:
+        self.peer = describePeer(self.transport)
+        self.transport.registerProducer(_MuxCongestion(self), True)
+        self.factory.clients.add(self)
+        messages = []
+        for vp in self.factory.connectedVantagePoints():
+            attributes = self.factory.attributes(vp)
+            self.known[vp.identifier] = attributes
+            messages.append(encodeVpUpdate(vp.identifier, attributes))
+        messages.append(encodeGo())
+        self.transport.writeSequence(messages)
+        log.info(
+            "mux client {peer} connected; told of {count} vantage points",
+            peer=self.peer,
+            count=len(messages) - 1,
+            sc_event="mux.connected",
+        )
+
+    # Input -------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._gone:
+            return
+        try:
+            frames = self._decoder.feed(data)
+        except MessageTooLarge as e:
+            log.error(
+                "mux client {peer}: {reason}; closing its connection",
+                peer=self.peer,
+                reason=str(e),
+                sc_event="mux.message_too_large",
+            )
+            self.abort()
+            return
+        for channel, payload in frames:
+            if self._gone:
+                return
+            if channel == CONTROL_CHANNEL:
+                self._controlReceived(payload)
+                continue
+            end = self.channels.get(channel)
+            if end is None:
+                log.debug(
+                    "mux client {peer}: {size} bytes for unknown channel {channel} dropped",
+                    peer=self.peer,
+                    size=len(payload),
+                    channel=channel,
+                    sc_event="mux.unknown_channel",
+                )
+                continue
+            end.clientData(payload)
+
+    def _controlReceived(self, payload: bytes) -> None:
+        try:
+            message = parseControl(payload)
+        except MuxError as e:
+            channel = optionalChannel(e)
+            self._refuseOpen(channel, str(e))
+            return
+        if isinstance(message, ChannelOpen):
+            self._open(message)
+        elif isinstance(message, ChannelClose):
+            # MUX.md: remoted ignores CHANNEL_CLOSE from clients; a client
+            # ends a channel with "done".
+            pass
+        elif isinstance(message, UnknownControl):
+            log.info(
+                "mux client {peer}: unknown control type {type} ignored",
+                peer=self.peer,
+                type=message.type,
+                sc_event="mux.unknown_control",
+            )
+        else:
+            log.info(
+                "mux client {peer}: {message!r} is not for the daemon; ignored",
+                peer=self.peer,
+                message=message,
+                sc_event="mux.unexpected_control",
+            )
+
+    def _refuseOpen(self, channel: Optional[int], reason: str) -> None:
+        """
+        A CHANNEL_OPEN that cannot be served costs only its channel: any
+        channel open on that number is finished, and the client gets
+        CHANNEL_CLOSE.  Without a readable channel number it is ignored.
+        """
+        log.warn(
+            "mux client {peer}: bad CHANNEL_OPEN ({reason}); closing channel {channel}",
+            peer=self.peer,
+            reason=reason,
+            channel=channel,
+            sc_event="mux.bad_open",
+        )
+        if channel is None or channel == CONTROL_CHANNEL:
+            return
+        existing = self.channels.get(channel)
+        if existing is not None:
+            existing.finishFromClient()
+        self.transport.write(encodeChannelClose(channel))
+
+    def _open(self, message: ChannelOpen) -> None:
+        if message.channel_id == CONTROL_CHANNEL:
+            self._refuseOpen(None, "channel 0 is the control channel")
+            return
+        if message.channel_id in self.channels:
+            self._refuseOpen(message.channel_id, "channel %d is already open" % (message.channel_id,))
+            return
+        vp = self.factory.vantagePoint(message.vp_id)
+        if vp is None:
+            self._refuseOpen(message.channel_id, "no vantage point %d" % (message.vp_id,))
+            return
+        limit = getattr(getattr(self.factory.controller, "limits", None), "maxChannels", None)
+        if limit is not None and len(vp.channels) >= limit:
+            log.warn(
+                "{vp}: mux channel refused: limit {limit} ({value}) reached",
+                vp=vp.name,
+                limit="max-channels",
+                value=limit,
+                sc_event="limit.refused",
+            )
+            self._refuseOpen(message.channel_id, "%s has %d channels open" % (vp.name, len(vp.channels)))
+            return
+        end = MuxChannel(self, vp, message.channel_id)
+        self.channels[message.channel_id] = end
+        end.open()
+        if self._congested:
+            vp.flow.channelCongested(end)
+        log.info(
+            "mux client {peer}: channel {clientChannel} opened to {vp} (channel {channel})",
+            peer=self.peer,
+            clientChannel=message.channel_id,
+            vp=vp.name,
+            channel=end.number,
+            identifier=vp.identifier,
+            sc_event="mux.channel_opened",
+        )
+
+    # Output ------------------------------------------------------------
+
+    def sendData(self, channel: int, payload: bytes) -> None:
+        if not self._gone:
+            self.transport.write(encodeData(channel, payload))
+
+    def channelClosed(self, end: MuxChannel) -> None:
+        """scamper finished C{end}, or its vantage point departed."""
+        if self.channels.get(end.clientChannel) is end:
+            self.forget(end)
+            if not self._gone:
+                self.transport.write(encodeChannelClose(end.clientChannel))
+
+    def forget(self, end: MuxChannel) -> None:
+        if self.channels.get(end.clientChannel) is end:
+            del self.channels[end.clientChannel]
+        if end in self._pausedBy:
+            self.resumeFor(end)
+
+    def announce(self, vp, attributes: AttributeList) -> None:
+        """
+        Tell of C{vp} if this client does not know it with C{attributes}:
+        VP_UPDATE for a new one; VP_DEPART then VP_UPDATE for a change.
+        """
+        if self._gone:
+            return
+        previous = self.known.get(vp.identifier)
+        if previous == attributes:
+            return
+        messages = []
+        if previous is not None:
+            messages.append(encodeVpDepart(vp.identifier))
+        messages.append(encodeVpUpdate(vp.identifier, attributes))
+        self.known[vp.identifier] = attributes
+        self.transport.writeSequence(messages)
+
+    def departed(self, vp) -> None:
+        if self.known.pop(vp.identifier, None) is not None and not self._gone:
+            self.transport.write(encodeVpDepart(vp.identifier))
+
+    # Flow --------------------------------------------------------------
+
+    def setCongested(self, congested: bool) -> None:
+        if congested == self._congested:
+            return
+        self._congested = congested
+        for end in list(self.channels.values()):
+            if congested:
+                end.vp.flow.channelCongested(end)
+            else:
+                end.vp.flow.channelDrained(end)
+
+    def pauseFor(self, end: MuxChannel) -> None:
+        if end not in self._pausedBy:
+            self._pausedBy.add(end)
+            if len(self._pausedBy) == 1 and not self._gone:
+                self.transport.pauseProducing()
+
+    def resumeFor(self, end: MuxChannel) -> None:
+        if end in self._pausedBy:
+            self._pausedBy.discard(end)
+            if not self._pausedBy and not self._gone:
+                self.transport.resumeProducing()
+
+    def abort(self) -> None:
+        if not self._gone:
+            self.transport.abortConnection()
+
+    # Departure ---------------------------------------------------------
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        The client is gone: each channel it still had gets CHANNEL_FIN, so
+        that scamper ends it; what scamper still sends is dropped.
+        """
+        self._gone = True
+        self.factory.clients.discard(self)
+        channels = list(self.channels.values())
+        for end in channels:
+            end.finishFromClient()
+        self._pausedBy.clear()
+        log.info(
+            "mux client {peer} disconnected; {count} open channels finished",
+            peer=self.peer,
+            count=len(channels),
+            sc_event="mux.disconnected",
+        )
+
+
+def describePeer(transport) -> str:
+    try:
+        address = transport.getPeer()
+    except Exception:
+        return "?"
+    host = getattr(address, "host", None)
+    if host is not None:
+        return "%s:%s" % (host, getattr(address, "port", ""))
+    name = getattr(address, "name", None)
+    return "unix:%s" % (name.decode() if isinstance(name, bytes) else name or "")
+
+
+# The factory ------------------------------------------------------------
+
+
+@implementer(IVantagePointObserver)
+class MuxFactory(Factory):
+    """
+    Makes a L{MuxProtocol} per mux client and tells them all of vantage
+    points as they come, change and go.  One factory serves every mux
+    listener (the UNIX socket and the TCP port) alike.
+
+    @param controller: whose vantage points are served; the factory
+        registers itself as its observer.
+    @param metadata: the meta-file's data; after a reload that changed it,
+        every client is told of the vantage points whose attributes
+        changed.
+    """
+
+    protocol = MuxProtocol
+    noisy = False
+
+    def __init__(self, controller, metadata: Optional[Metadata] = None) -> None:
+        self.controller = controller
+        self.metadata = metadata
+        self.clients: Set[MuxProtocol] = set()
+        controller.addObserver(self)
+        if metadata is not None:
+            metadata.addListener(self.metadataChanged)
+
+    def attributes(self, vp) -> AttributeList:
+        return vantagePointAttributes(vp, self.metadata)
+
+    def connectedVantagePoints(self) -> list:
+        return [vp for vp in self.controller.vantagePoints() if vp.connection is not None]
+
+    def vantagePoint(self, identifier: int):
+        """The vantage point (connected or awaiting a resume) with that id."""
+        for vp in self.controller.vantagePoints():
+            if vp.identifier == identifier:
+                return vp
+        return None
+
+    def _announce(self, vp) -> None:
+        attributes = self.attributes(vp)
+        for client in list(self.clients):
+            client.announce(vp, attributes)
+
+    # IVantagePointObserver ---------------------------------------------
+
+    def vantagePointArrived(self, vp) -> None:
+        self._announce(vp)
+
+    def vantagePointResumed(self, vp) -> None:
+        self._announce(vp)
+
+    def vantagePointDisconnected(self, vp) -> None:
+        """Kept: a zombie stays listed until it departs, as upstream."""
+
+    def vantagePointDeparted(self, vp) -> None:
+        for client in list(self.clients):
+            client.departed(vp)
+
+    def metadataChanged(self) -> None:
+        for vp in self.connectedVantagePoints():
+            self._announce(vp)
+
+
+# The UNIX socket --------------------------------------------------------
+
+
+class MuxSocketError(Exception):
+    """The mux socket path cannot be used; one line for the operator."""
+
+
+def clearStaleSocket(path: str) -> bool:
+    """
+    Make way for a new mux socket at C{path}: a socket file no process
+    listens on is removed (a crashed daemon's); a live one, or a file that
+    is not a socket, is refused.  Returns whether a file was removed.
+
+    @raise MuxSocketError: if the path is taken.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise MuxSocketError("mux socket %s: %s" % (path, e.strerror))
+    if not stat.S_ISSOCK(mode):
+        raise MuxSocketError("mux socket %s: the path exists and is not a socket" % (path,))
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        pass
+    except BlockingIOError:
+        raise MuxSocketError("mux socket %s: another process is listening on it" % (path,))
+    except OSError as e:
+        raise MuxSocketError("mux socket %s: %s" % (path, e.strerror))
+    else:
+        raise MuxSocketError("mux socket %s: another process is listening on it" % (path,))
+    finally:
+        probe.close()
+    os.unlink(path)
+    log.info("removed stale mux socket {path}", path=path, sc_event="mux.stale_socket_removed")
+    return True
+
+
+__all__ = [
+    "MuxChannel",
+    "MuxFactory",
+    "MuxProtocol",
+    "clearStaleSocket",
+    "vantagePointAttributes",
+]
