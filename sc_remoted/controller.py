@@ -38,7 +38,8 @@ class Controller:
 
     @param reactor: provides C{IReactorTime} and C{IReactorUNIX}; a
         C{MemoryReactorClock} in tests.
-    @param socketsDirectory: where each vantage point's socket is made.
+    @param socketsDirectory: where each vantage point's socket is made;
+        L{None} for none (vantage points served through the mux only).
     @param socketMode: permission bits of those sockets (0700 plus the
         group and other bits the operator allows).
     @param zombieTime: seconds a disconnected vantage point is kept for a
@@ -52,7 +53,7 @@ class Controller:
     def __init__(
         self,
         reactor,
-        socketsDirectory: str,
+        socketsDirectory: Optional[str],
         socketMode: int = 0o700,
         zombieTime: float = DEFAULT_ZOMBIE_TIME,
         debug: bool = False,
@@ -317,6 +318,9 @@ class Controller:
         """
         vp.peer = peer
         vp.name = socketName(peer, vp.monitorname)
+        if self.socketsDirectory is None:
+            # Served through the mux only (--mux without --sockets).
+            return True
         path = self.socketPath(vp.name)
         if len(os.fsencode(path)) > MAX_SOCKET_PATH:
             log.error(

@@ -4,15 +4,23 @@ one listening service per scamper-facing endpoint.  Usable as is inside
 another Twisted application.
 """
 
+import os
+import re
 import signal
-from typing import Iterable
+import socket
+import stat
+from typing import TYPE_CHECKING, Callable, Iterable, List, Optional
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 
 from .controller import Controller
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .tls import ReloadableServerTLS
 
 log = Logger()
 
@@ -26,18 +34,121 @@ class ControllerService(Service):
     def __init__(self, controller: Controller) -> None:
         self.controller = controller
 
+    def startService(self):
+        Service.startService(self)
+        if self.controller.socketsDirectory is not None:
+            removeStaleSockets(self.controller.socketsDirectory)
+
     def stopService(self):
         Service.stopService(self)
         return self.controller.stopService()
 
 
+# The file names this daemon gives sockets end in a peer's port:
+# "[monitorname-]a.b.c.d:port" or "[monitorname-]v6addr.port".
+_VP_SOCKET_NAME = re.compile(r"[:.][0-9]{1,5}$")
+
+
+def removeStaleSockets(directory: str) -> List[str]:
+    """
+    Remove the vantage point sockets a dead process left in C{directory};
+    return their names.  A socket file is stale when a connect to it is
+    refused: no process listens there.  A socket a live process still
+    listens on (another sc_remoted, say) is left alone, as is any file
+    that is not a socket or not named like a vantage point's.
+    """
+    removed = []
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return removed
+    for name in names:
+        if _VP_SOCKET_NAME.search(name) is None:
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                continue
+        except OSError:
+            continue
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.setblocking(False)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            pass
+        except BlockingIOError:
+            # Its backlog is full: someone is listening.
+            continue
+        except OSError as e:
+            log.warn("cannot probe socket {path}: {error}", path=path, error=str(e), sc_event="socket.probe_failed")
+            continue
+        else:
+            continue
+        finally:
+            probe.close()
+        try:
+            os.unlink(path)
+        except OSError as e:
+            log.warn("cannot remove stale socket {path}: {error}", path=path, error=e.strerror, sc_event="socket.stale")
+            continue
+        log.info("removed stale socket {path} (nothing listens on it)", path=path, sc_event="socket.stale_removed")
+        removed.append(name)
+    return removed
+
+
+class StartupError(Exception):
+    """Why the daemon cannot start, in one line for the operator."""
+
+
+class ListeningService(StreamServerEndpointService):
+    """
+    A listener whose start fails (rather than only logging) when it cannot
+    listen, with a L{StartupError} naming what it was for.
+    """
+
+    _raiseSynchronously = True
+
+    def __init__(self, endpoint: IStreamServerEndpoint, factory, what: str = "scamper") -> None:
+        StreamServerEndpointService.__init__(self, endpoint, factory)
+        self.what = what
+
+    def privilegedStartService(self):
+        try:
+            return StreamServerEndpointService.privilegedStartService(self)
+        except CannotListenError as e:
+            error = e.socketError
+            reason = getattr(error, "strerror", None) or str(error)
+            where = "%s:%s" % (e.interface or "*", e.port)
+            raise StartupError("cannot listen for %s on %s: %s" % (self.what, where, reason)) from None
+
+
 class SighupService(Service):
     """
     Keep SIGHUP from killing the process (twistd installs no handler).
-    The C daemon reloads its TLS files on SIGHUP; until there is anything
-    to reload, the signal is logged and otherwise ignored.  A handler
-    installed before ours is still called.
+    The C daemon reloads its TLS files on SIGHUP: with C{reload} (see
+    L{sc_remoted.tls.ReloadableServerTLS.reload}) so do we, on the reactor
+    thread; without it the signal is logged and otherwise ignored.  A
+    handler installed before ours is still called.
     """
+
+    def __init__(self, reload: Optional[Callable[[], object]] = None, reactor=None) -> None:
+        self._reload = reload
+        self._reloads: List[Callable[[], object]] = []
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+
+    def addReload(self, reload: Callable[[], object]) -> None:
+        """Also call C{reload()} on SIGHUP (e.g. the mux's meta-file), after C{reload}."""
+        self._reloads.append(reload)
+
+    def _reloadAll(self) -> None:
+        for reload in ([self._reload] if self._reload is not None else []) + self._reloads:
+            try:
+                reload()
+            except Exception:
+                log.failure("reload {reload!r} failed", reload=reload, sc_event="reload_failed")
 
     def startService(self):
         Service.startService(self)
@@ -48,23 +159,31 @@ class SighupService(Service):
         return Service.stopService(self)
 
     def _received(self, signum, frame):
-        log.info("SIGHUP received; nothing to reload", sc_event="reload")
+        if self._reload is None and not self._reloads:
+            log.info("SIGHUP received; nothing to reload", sc_event="reload")
+        else:
+            # Not in the signal handler: callFromThread is signal-safe.
+            self._reactor.callFromThread(self._reloadAll if self._reloads else self._reload)
         if callable(self._previous):
             self._previous(signum, frame)
 
 
-def makeRemotedService(controller: Controller, endpoints: Iterable[IStreamServerEndpoint]) -> MultiService:
+def makeRemotedService(
+    controller: Controller, endpoints: Iterable[IStreamServerEndpoint], tls: Optional["ReloadableServerTLS"] = None
+) -> MultiService:
     """
     The whole daemon: the controller first, so that on shutdown the
     listeners (stopped in reverse order) close before the sessions are
-    freed.
+    freed.  With C{tls}, every scamper connection is TLS.
     """
     top = MultiService()
     ControllerService(controller).setServiceParent(top)
     factory = controller.scamperFactory()
+    if tls is not None:
+        factory = tls.wrapFactory(factory, controller.reactor)
     for endpoint in endpoints:
-        listener = StreamServerEndpointService(endpoint, factory)
-        # Fail the start, rather than only logging, when the port is taken.
-        listener._raiseSynchronously = True
+        listener = ListeningService(endpoint, factory)
         listener.setServiceParent(top)
+    # For an embedding application: the vantage points, observers.
+    top.controller = controller  # type: ignore[attr-defined]
     return top

@@ -1,0 +1,313 @@
+"""
+An HTTP status port (C{--status-port}, off by default): C{/status} as
+JSON and C{/metrics} in the Prometheus text format.
+
+Nothing is counted twice or cached: a L{Status} reads the controller's
+vantage points at each request, and remembers only what the controller
+forgets, the counters of vantage points that have departed, so that the
+process totals never go down.  The metrics go into a registry of their
+own (not C{prometheus_client}'s global one), through a collector that
+reads the same L{Status}.
+"""
+
+import ipaddress
+import json
+import os
+import time
+from typing import Any, Dict, Iterator, List, Optional
+
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+)
+from prometheus_client.exposition import choose_encoder
+from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from zope.interface import implementer
+
+from . import __version__
+from .controller import Controller
+from .interfaces import IVantagePointObserver
+from .service import ListeningService
+from .vp import VantagePoint
+
+_COUNTERS = ("bytesIn", "bytesOut", "framesIn", "framesOut")
+
+
+def formatTime(seconds: float) -> str:
+    """Unix time as ISO 8601 UTC, for reading C{/status} by eye."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+class StatusEndpointError(ValueError):
+    """A status address that cannot or may not be used."""
+
+
+def parseStatusEndpoint(reactor, description: str, allowRemote: bool = False) -> IStreamServerEndpoint:
+    """
+    The endpoint of C{--status-port}: a bare C{PORT} (on 127.0.0.1) or a
+    Twisted endpoint description.  Anything that is not loopback (or a
+    UNIX socket) is refused unless C{allowRemote}: the status pages name
+    every vantage point and its address.
+    """
+    if description.isdigit():
+        description = "tcp:%s:interface=127.0.0.1" % (description,)
+    try:
+        endpoint = serverFromString(reactor, description)
+    except Exception as e:  # each endpoint parser fails its own way
+        raise StatusEndpointError("bad endpoint description %r: %s" % (description, e))
+    if allowRemote or isinstance(endpoint, UNIXServerEndpoint):
+        return endpoint
+    interface = getattr(endpoint, "_interface", None)
+    if interface is None:
+        raise StatusEndpointError(
+            "cannot tell whether %r is loopback; add --status-allow-remote to use it" % (description,)
+        )
+    try:
+        loopback = ipaddress.ip_address(interface.split("%", 1)[0]).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise StatusEndpointError(
+            "%r is not a loopback address (the status port names every vantage point); "
+            "use interface=127.0.0.1 or add --status-allow-remote" % (description,)
+        )
+    return endpoint
+
+
+@implementer(IVantagePointObserver)
+class Status:
+    """
+    What the status port reports, read from a L{Controller} when asked.
+
+    @ivar startedAt: when this was made, in the reactor's seconds.
+    @ivar arrived: vantage points registered since then.
+    @ivar departed: vantage points freed, expired or replaced since then.
+    """
+
+    def __init__(self, controller: Controller, clock=None) -> None:
+        self.controller = controller
+        self.clock = clock if clock is not None else controller.reactor
+        self.startedAt = self.clock.seconds()
+        self.arrived = 0
+        self.departed = 0
+        self._retired = dict.fromkeys(_COUNTERS, 0)
+        self._since: Dict[VantagePoint, float] = {}
+        controller.addObserver(self)
+
+    # IVantagePointObserver ----------------------------------------------
+
+    def vantagePointArrived(self, vp: VantagePoint) -> None:
+        self.arrived += 1
+        self._since[vp] = self.clock.seconds()
+
+    def vantagePointDisconnected(self, vp: VantagePoint) -> None:
+        self._since[vp] = self.clock.seconds()
+
+    def vantagePointResumed(self, vp: VantagePoint) -> None:
+        self._since[vp] = self.clock.seconds()
+
+    def vantagePointDeparted(self, vp: VantagePoint) -> None:
+        self.departed += 1
+        self._since.pop(vp, None)
+        for name in _COUNTERS:
+            self._retired[name] += getattr(vp, name)
+
+    # Reading ------------------------------------------------------------
+
+    def since(self, vp: VantagePoint) -> float:
+        """When C{vp} entered its current state (connected or zombie)."""
+        return self._since.get(vp, vp.connectedAt)
+
+    def vantagePoint(self, vp: VantagePoint) -> Dict[str, Any]:
+        return {
+            "id": vp.identifier,
+            "name": vp.name,
+            "monitorname": vp.monitorname,
+            "peer": vp.peer,
+            "state": "connected" if vp.connection is not None else "zombie",
+            "since": self.since(vp),
+            "sinceUTC": formatTime(self.since(vp)),
+            "registeredAt": vp.connectedAt,
+            "resumes": vp.resumes,
+            "channels": len(vp.channels),
+            "bytesIn": vp.bytesIn,
+            "bytesOut": vp.bytesOut,
+            "messagesIn": vp.framesIn,
+            "messagesOut": vp.framesOut,
+        }
+
+    def totals(self, vps: Optional[List[VantagePoint]] = None) -> Dict[str, Any]:
+        """Process totals; the counters include departed vantage points."""
+        if vps is None:
+            vps = self.controller.vantagePoints()
+        sums = dict(self._retired)
+        for vp in vps:
+            for name in _COUNTERS:
+                sums[name] += getattr(vp, name)
+        connected = sum(1 for vp in vps if vp.connection is not None)
+        return {
+            "vantagePoints": len(vps),
+            "connected": connected,
+            "zombies": len(vps) - connected,
+            "channels": sum(len(vp.channels) for vp in vps),
+            "arrived": self.arrived,
+            "departed": self.departed,
+            "bytesIn": sums["bytesIn"],
+            "bytesOut": sums["bytesOut"],
+            "messagesIn": sums["framesIn"],
+            "messagesOut": sums["framesOut"],
+        }
+
+    def snapshot(self) -> Dict[str, Any]:
+        """Everything C{/status} shows."""
+        vps = self.controller.vantagePoints()
+        now = self.clock.seconds()
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "startedAt": self.startedAt,
+            "uptime": now - self.startedAt,
+            "now": now,
+            "totals": self.totals(vps),
+            "vantagePoints": [self.vantagePoint(vp) for vp in vps],
+        }
+
+
+class StatusCollector:
+    """
+    A C{prometheus_client} collector reading a L{Status} at scrape time.
+    Per-VP series carry the labels C{vp} (the socket name), C{monitorname}
+    and C{id}.
+    """
+
+    def __init__(self, status: Status) -> None:
+        self.status = status
+
+    def collect(self) -> Iterator[Any]:
+        status = self.status
+        vps = status.controller.vantagePoints()
+        totals = status.totals(vps)
+        start = GaugeMetricFamily("sc_remoted_start_time_seconds", "When this sc_remoted started (Unix time).")
+        start.add_metric([], status.startedAt)
+        yield start
+        count = GaugeMetricFamily(
+            "sc_remoted_vantage_points", "Vantage points by state (connected or zombie).", labels=["state"]
+        )
+        count.add_metric(["connected"], totals["connected"])
+        count.add_metric(["zombie"], totals["zombies"])
+        yield count
+        channels = GaugeMetricFamily("sc_remoted_channels_open", "Channels open to all vantage points.")
+        channels.add_metric([], totals["channels"])
+        yield channels
+        for name, key, text in [
+            ("sc_remoted_vantage_points_arrived", "arrived", "Vantage points registered (MASTER_NEW)."),
+            ("sc_remoted_vantage_points_departed", "departed", "Vantage points freed, expired or replaced."),
+            ("sc_remoted_received_bytes", "bytesIn", "Payload bytes received from scamper."),
+            ("sc_remoted_sent_bytes", "bytesOut", "Payload bytes of acknowledged messages sent to scamper."),
+            ("sc_remoted_received_messages", "messagesIn", "Messages received from scamper."),
+            ("sc_remoted_sent_messages", "messagesOut", "Acknowledged messages sent to scamper."),
+        ]:
+            counter = CounterMetricFamily(name, text)
+            counter.add_metric([], totals[key])
+            yield counter
+
+        labels = ["vp", "monitorname", "id"]
+        perVP = {
+            "connected": GaugeMetricFamily("sc_remoted_vp_connected", "1 if connected, 0 if a zombie.", labels=labels),
+            "since": GaugeMetricFamily(
+                "sc_remoted_vp_state_since_seconds", "When it entered its current state (Unix time).", labels=labels
+            ),
+            "channels": GaugeMetricFamily("sc_remoted_vp_channels_open", "Channels open.", labels=labels),
+            "resumes": CounterMetricFamily("sc_remoted_vp_resumes", "Sessions resumed (MASTER_RES).", labels=labels),
+            "bytesIn": CounterMetricFamily("sc_remoted_vp_received_bytes", "Payload bytes received.", labels=labels),
+            "bytesOut": CounterMetricFamily("sc_remoted_vp_sent_bytes", "Payload bytes sent.", labels=labels),
+            "messagesIn": CounterMetricFamily("sc_remoted_vp_received_messages", "Messages received.", labels=labels),
+            "messagesOut": CounterMetricFamily("sc_remoted_vp_sent_messages", "Messages sent.", labels=labels),
+        }
+        for vp in vps:
+            values = status.vantagePoint(vp)
+            values["connected"] = 1 if values["state"] == "connected" else 0
+            labelValues = [vp.name, vp.monitorname or "", str(vp.identifier)]
+            for key, family in perVP.items():
+                family.add_metric(labelValues, values[key])
+        yield from perVP.values()
+
+
+class StatusPage(Resource):
+    """C{/status}: L{Status.snapshot} as JSON."""
+
+    isLeaf = True
+
+    def __init__(self, status: Status) -> None:
+        Resource.__init__(self)
+        self.status = status
+
+    def render_GET(self, request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(self.status.snapshot(), indent=1, sort_keys=True).encode("utf-8") + b"\n"
+
+
+class MetricsPage(Resource):
+    """
+    C{/metrics}: the registry in the format the scraper asks for.
+
+    Not C{prometheus_client.twisted.MetricsResource}: that is a WSGI
+    resource run in the reactor's thread pool, so the collector would read
+    the controller from another thread while the reactor changes it.
+    Here the exposition is made on the reactor thread, by
+    C{prometheus_client}'s own encoder.
+    """
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        Resource.__init__(self)
+        self.registry = registry
+
+    def render_GET(self, request) -> bytes:
+        accept = request.getHeader(b"accept")
+        encoder, contentType = choose_encoder(accept.decode("latin-1") if accept else None)
+        request.setHeader(b"content-type", contentType.encode("ascii"))
+        request.setHeader(b"cache-control", b"no-store")
+        return encoder(self.registry)
+
+
+class _Index(Resource):
+    def render_GET(self, request) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"sc_remoted %s: /status (JSON), /metrics (Prometheus)\n" % (__version__.encode("ascii"),)
+
+
+class StatusSite(Site):
+    """No access log line per scrape."""
+
+    noisy = False
+
+    def log(self, request) -> None:
+        pass
+
+
+def statusResource(status: Status) -> Resource:
+    """The resource tree: C{/status}, C{/metrics} and a short index."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatusCollector(status))  # type: ignore[arg-type]
+    root = _Index()
+    root.putChild(b"status", StatusPage(status))
+    root.putChild(b"metrics", MetricsPage(registry))
+    root.putChild(b"", root)
+    return root
+
+
+def makeStatusService(controller: Controller, endpoint: IStreamServerEndpoint) -> ListeningService:
+    """The service serving C{/status} and C{/metrics} on C{endpoint}."""
+    status = Status(controller)
+    site = StatusSite(statusResource(status))
+    site.displayTracebacks = False
+    service = ListeningService(endpoint, site, what="status requests")
+    service.status = status  # type: ignore[attr-defined]
+    return service

@@ -1,0 +1,138 @@
+"""
+Filesystem safety: socket permissions exactly as configured whatever the
+umask, no socket made through a symlink, names that cannot leave the
+sockets directory, and a sockets directory nobody else can write to.
+"""
+
+import os
+import stat
+import tempfile
+
+from twisted.internet import reactor
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from sc_remoted.controller import Controller
+from sc_remoted.tap import Options
+from sc_remoted.wire import WireError, encodeMasterNew, parseControl
+
+from .fakes import FakeScamper
+
+
+class SocketPermissionTests(TestCase):
+    """Real sockets, made by the real reactor, in a temporary directory."""
+
+    def setUp(self):
+        self.directory = tempfile.mkdtemp(dir="/tmp", prefix="scr")
+        self.addCleanup(os.rmdir, self.directory)
+
+    def register(self, mode, umask, port=4000):
+        controller = Controller(reactor, self.directory, socketMode=mode)
+        self.addCleanup(controller.stopService)
+        previous = os.umask(umask)
+        try:
+            scamper = FakeScamper(controller, port=port)
+            self.addCleanup(scamper.lose)
+            scamper.send(encodeMasterNew(b"12345678"))
+        finally:
+            os.umask(previous)
+        return controller, os.path.join(self.directory, "127.0.0.1:%d" % (port,))
+
+    def test_modeExactlyAsConfigured(self):
+        """0700, 0770 and 0777 whatever the umask, and the umask is kept."""
+        before = os.umask(0o022)
+        os.umask(before)
+        port = 4000
+        for mode in (0o700, 0o770, 0o777):
+            for umask in (0, 0o022, 0o077):
+                port += 1
+                controller, path = self.register(mode, umask, port)
+                self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), mode, (oct(mode), oct(umask)))
+                self.assertTrue(stat.S_ISSOCK(os.stat(path).st_mode))
+        after = os.umask(before)
+        self.assertEqual(after, before)
+
+    def test_symlinkNotFollowed(self):
+        """
+        A symlink where the socket would go makes registration fail,
+        logged, and its target is left alone.
+        """
+        target = os.path.join(self.directory, "target")
+        with open(target, "w") as f:
+            f.write("precious")
+        os.chmod(target, 0o600)
+        self.addCleanup(os.unlink, target)
+        link = os.path.join(self.directory, "127.0.0.1:4000")
+        os.symlink(target, link)
+        self.addCleanup(os.unlink, link)
+        controller = Controller(reactor, self.directory)
+        scamper = FakeScamper(controller, port=4000)
+        self.addCleanup(scamper.lose)
+        with capturedLogs() as events:
+            scamper.send(encodeMasterNew(b"12345678"))
+        self.assertTrue(scamper.closed)
+        self.assertEqual(controller.vantagePoints(), [])
+        self.assertTrue(os.path.islink(link))
+        with open(target) as f:
+            self.assertEqual(f.read(), "precious")
+        self.assertEqual(stat.S_IMODE(os.stat(target).st_mode), 0o600)
+        self.assertTrue(any(e.get("sc_event") == "vp.socket_error" for e in events))
+
+    def test_removedWhenFreed(self):
+        controller, path = self.register(0o700, 0o022)
+        self.assertTrue(os.path.exists(path))
+        d = controller.stopService()
+        d.addCallback(lambda _: self.assertFalse(os.path.exists(path)))
+        return d
+
+
+class NameTests(SynchronousTestCase):
+    def test_noPathSeparators(self):
+        """A monitorname with '/' (or '..' tricks through it) is refused."""
+        for name in (b"../etc", b"a/b", b"/abs", b"a\\b", b"a b"):
+            payload = b"\x00\x08AAAAAAAA" + bytes((len(name) + 1,)) + name + b"\x00"
+            self.assertRaises(WireError, parseControl, payload)
+
+    def test_dotsStayInside(self):
+        """Even '..' as a name becomes '..-peer', a file inside the directory."""
+        controller = Controller(MemoryReactorClock(), "/sockets")
+        scamper = FakeScamper(controller, port=1)
+        scamper.send(encodeMasterNew(b"12345678", ".."))
+        [(path, _, _, _, _)] = controller.reactor.unixServers
+        self.assertEqual(os.path.dirname(path), "/sockets")
+        self.assertEqual(os.path.basename(path), "..-127.0.0.1:1")
+
+
+class DirectoryCheckTests(SynchronousTestCase):
+    def setUp(self):
+        self.directory = tempfile.mkdtemp(dir="/tmp", prefix="scr")
+        self.addCleanup(os.rmdir, self.directory)
+
+    def parse(self, *extra):
+        options = Options()
+        options.reactor = MemoryReactorClock()
+        options.parseOptions(["--port", "127.0.0.1:1", "--sockets", self.directory, *extra])
+        return options
+
+    def test_writableByOthers(self):
+        for mode in (0o777, 0o770, 0o702):
+            os.chmod(self.directory, mode)
+            with self.assertRaises(UsageError) as caught:
+                self.parse()
+            self.assertIn("writable by group or others", str(caught.exception))
+        self.parse("--insecure-sockets-dir")
+
+    def test_otherOwner(self):
+        if os.geteuid() != 0:
+            raise self.skipTest("needs root to chown")
+        os.chown(self.directory, 65534, -1)
+        with self.assertRaises(UsageError) as caught:
+            self.parse()
+        self.assertIn("owned by uid 65534", str(caught.exception))
+        self.parse("--insecure-sockets-dir")
+
+    def test_private(self):
+        os.chmod(self.directory, 0o755)
+        self.parse()
