@@ -172,3 +172,13 @@ class TwistdTests(TestCase):
         self.assertIn("No such file or directory", output)
 
     test_missingSocketsDirectory.timeout = 40  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def test_helpListsPlugin(self):
+        """C{twistd --help} lists sc_remoted among its commands."""
+        result = yield runToCompletion(reactor, [sys.executable, self.script, "--help"], 30, self)
+        self.assertEqual(result.exitCode, 0, result)
+        lines = result.out.decode("utf-8", "replace").splitlines()
+        self.assertTrue(any(line.split()[:1] == ["sc_remoted"] for line in lines), result)
+
+    test_helpListsPlugin.timeout = 40  # type: ignore[attr-defined]
