@@ -152,11 +152,26 @@ class ScamperProtocol(Protocol):
                     self._registrationFrame(frame)
                     if self._closing:
                         break
+            if not self._closing:
+                self._checkPendingHeader()
         except WireError as e:
             self._batch = None
             self._protocolError(str(e))
         else:
             self._flush()
+
+    def _checkPendingHeader(self) -> None:
+        """Refuse a frame as soon as its header shows it is wrong."""
+        header = self._decoder.pendingHeader()
+        if header is None:
+            return
+        seq, channel, _ = header
+        vp = self.vp
+        expected = vp.rcvNxt if vp is not None else 0
+        if seq != expected:
+            raise WireError("got seq %d expected %d" % (seq, expected))
+        if channel != CONTROL_CHANNEL and (vp is None or channel not in vp.channels):
+            raise WireError("data for unknown channel %d" % (channel,))
 
     def _registrationFrame(self, frame: Frame) -> None:
         """

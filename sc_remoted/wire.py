@@ -13,7 +13,7 @@ C{scamper_control.c} and C{sc_remoted.c}; see PROTOCOL.md section 1.
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import List, NamedTuple, Optional, Union
+from typing import List, NamedTuple, Optional, Tuple, Union
 
 HEADER = struct.Struct("!IIH")
 HEADER_SIZE = HEADER.size
@@ -113,6 +113,16 @@ class FrameDecoder:
         if offset < end:
             buffer += data[offset:]
         return frames
+
+    def pendingHeader(self) -> Optional[Tuple[int, int, int]]:
+        """
+        C{(seq, channel, length)} of the incomplete frame held back, once
+        its header is complete: a wrong header can be refused at once,
+        as the C daemon does, rather than after up to 64 KiB more.
+        """
+        if len(self._buffer) >= HEADER_SIZE:
+            return HEADER.unpack_from(self._buffer, 0)
+        return None
 
     @property
     def buffered(self) -> int:

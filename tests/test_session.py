@@ -408,3 +408,25 @@ class ObserverTests(SessionTestCase):
         vp = self.controller.vantagePoints()[0]
         self.assertEqual((vp.framesOut, vp.bytesOut), (2, 5 + 3))
         self.assertEqual((vp.framesIn, vp.bytesIn), (2, 5 + 5))
+
+
+class EarlyHeaderTests(SessionTestCase):
+    """A frame is refused as soon as its header is wrong, as in C."""
+
+    def test_wrongSeqBeforePayload(self):
+        self.scamper.send(encodeFrame(9, 0, b"x" * 1000)[:10])
+        self.assertTrue(self.scamper.closed)
+
+    def test_unknownChannelBeforePayload(self):
+        self.scamper.send(encodeFrame(0, 7, b"x" * 1000)[:12])
+        self.assertTrue(self.scamper.closed)
+
+    def test_goodHeaderWaits(self):
+        self.openClient()
+        self.scamper.send(encodeFrame(0, 1, b"x" * 1000)[:12])
+        self.assertFalse(self.scamper.closed)
+
+    def test_beforeRegistration(self):
+        scamper = FakeScamper(self.controller, port=50000)
+        scamper.send(encodeMasterNew(OTHER_MAGIC)[:10].replace(b"\0\0\0\0", b"\0\0\0\1", 1))
+        self.assertTrue(scamper.closed)
