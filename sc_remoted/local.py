@@ -21,6 +21,8 @@ from .vp import VantagePoint
 
 log = Logger()
 
+TRANSPORT_BUFFER = 256 * 1024
+
 
 @implementer(IPushProducer)
 class _CongestionReporter:
@@ -75,6 +77,9 @@ class LocalChannel(Protocol):
             self._clientGone = True
             self.transport.abortConnection()
             return
+        # Pause scamper only past 256 KiB queued for this client, not
+        # Twisted's default 64 KiB: fewer pause/resume turns at full speed.
+        self.transport.bufferSize = TRANSPORT_BUFFER
         self.transport.registerProducer(_CongestionReporter(self), True)
         self.number = self.vp.openChannel(self)
 
@@ -115,6 +120,10 @@ class LocalChannel(Protocol):
         """No more data will come: close the client once its data is out."""
         self.finReceived = True
         if not self._clientGone:
+            # A streaming producer still registered would be resumed
+            # instead of the connection being closed once the buffer
+            # drains, and the client would never see EOF.
+            self.transport.unregisterProducer()
             self.transport.loseConnection()
 
 

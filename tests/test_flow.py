@@ -66,6 +66,19 @@ class DownstreamTests(SessionTestCase):
         self.assertEqual(other.read(), b"for the other")
 
 
+    def test_finishWhileCongested(self):
+        """
+        scamper's FIN to a congested client unregisters our producer, so
+        that Twisted closes the connection once the buffer drains instead
+        of resuming the producer (the client would never get EOF).
+        """
+        client = self.openClient()
+        client.transport.producer.pauseProducing()
+        self.scamper.send(encodeFrame(0, 0, wire.channelFinPayload(1)))
+        self.assertIsNone(client.transport.producer)
+        self.assertTrue(client.gotEOF)
+
+
 class UpstreamTests(SessionTestCase):
     """Clients are paused while scamper cannot take more."""
 
