@@ -40,6 +40,7 @@ log = Logger()
 REGISTRATION_TIMEOUT = 30.0
 SILENCE_TIMEOUT = 60.0
 KEEPALIVE_INTERVAL = 30.0
+TRANSPORT_BUFFER = 256 * 1024
 
 
 class ScamperProtocol(Protocol):
@@ -81,6 +82,10 @@ class ScamperProtocol(Protocol):
             # Without it, each small ACK waits for scamper's delayed ACK:
             # 44 ms per command round trip with the C daemon (BASELINE.md).
             setNoDelay(True)
+        if hasattr(self.transport, "bufferSize"):
+            # Reads of up to 256 KiB (Twisted reads bufferSize at a time),
+            # and clients paused only past 256 KiB queued for scamper.
+            self.transport.bufferSize = TRANSPORT_BUFFER
         now = self._clock.seconds()
         self._acceptedAt = self._lastReceived = self._lastSent = now
         self._timer = self._clock.callLater(REGISTRATION_TIMEOUT, self._timerFired)
