@@ -13,7 +13,7 @@ full, or more than C{maxUnacked} bytes wait for scamper's ACK (as they
 do while the VP is a zombie), we stop reading from the clients.
 """
 
-from typing import TYPE_CHECKING, Dict, Set
+from typing import TYPE_CHECKING, Dict
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger

@@ -7,7 +7,6 @@ another Twisted application.
 import os
 import re
 import signal
-import socket
 import stat
 from typing import TYPE_CHECKING, Callable, Iterable, List, Optional
 
@@ -18,6 +17,7 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 
 from .controller import Controller
+from .probe import somebodyListens
 
 if TYPE_CHECKING:  # pragma: no cover
     from .tls import ReloadableServerTLS
@@ -71,22 +71,12 @@ def removeStaleSockets(directory: str) -> List[str]:
                 continue
         except OSError:
             continue
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.setblocking(False)
         try:
-            probe.connect(path)
-        except ConnectionRefusedError:
-            pass
-        except BlockingIOError:
-            # Its backlog is full: someone is listening.
-            continue
+            if somebodyListens(path):
+                continue
         except OSError as e:
             log.warn("cannot probe socket {path}: {error}", path=path, error=str(e), sc_event="socket.probe_failed")
             continue
-        else:
-            continue
-        finally:
-            probe.close()
         try:
             os.unlink(path)
         except OSError as e:

@@ -3,7 +3,6 @@ Tests for L{sc_remoted.flow}: backpressure between scamper and the local
 clients of a vantage point.
 """
 
-from twisted.trial.unittest import SynchronousTestCase
 
 from sc_remoted import wire
 from sc_remoted.flow import MAX_UNACKED, STALL_LIMIT

@@ -34,7 +34,6 @@ connection stops.
 
 import ipaddress
 import os
-import socket
 import stat
 from typing import Dict, List, Optional, Set, Tuple
 
@@ -45,6 +44,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..interfaces import IPausableEnd, IVantagePointObserver
+from ..probe import somebodyListens
 from .codec import (
     CONTROL_CHANNEL,
     MAX_CLIENT_MESSAGE,
@@ -557,20 +557,12 @@ def clearStaleSocket(path: str) -> bool:
         raise MuxSocketError("mux socket %s: %s" % (path, e.strerror))
     if not stat.S_ISSOCK(mode):
         raise MuxSocketError("mux socket %s: the path exists and is not a socket" % (path,))
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.setblocking(False)
     try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        pass
-    except BlockingIOError:
-        raise MuxSocketError("mux socket %s: another process is listening on it" % (path,))
+        live = somebodyListens(path)
     except OSError as e:
         raise MuxSocketError("mux socket %s: %s" % (path, e.strerror))
-    else:
+    if live:
         raise MuxSocketError("mux socket %s: another process is listening on it" % (path,))
-    finally:
-        probe.close()
     os.unlink(path)
     log.info("removed stale mux socket {path}", path=path, sc_event="mux.stale_socket_removed")
     return True
