@@ -62,6 +62,10 @@ CI_FAULTS = ("delay", "freeze-cut-rst", "cut-fin")
 # scamper reconnects 30 to 61 s after a cut (PROTOCOL.md 2.6), or at once
 # after 60 s without reading (2.4); a little more for slow machines.
 RESUME_TIMEOUT = 80.0
+# After a silent freeze, whichever end times out first (60 s after its last
+# read) closes; if it is the daemon, the relay passes the close on and
+# scamper retries 30-61 s later instead of at once.
+SILENCE_RESUME_TIMEOUT = 60.0 + 61.0 + 15.0
 CLIENTS = 3
 COMMANDS_PER_CLIENT = 3
 
@@ -246,7 +250,7 @@ class FaultRoundsMixin(InProcessDaemonMixin):
         yield waitFor(
             reactor,
             lambda: vp.resumes > resumes and vp.connection is not None,
-            RESUME_TIMEOUT,
+            SILENCE_RESUME_TIMEOUT if kind == "freeze-silence" else RESUME_TIMEOUT,
             "scamper to resume after %s (%s)" % (kind, self.why()),
             interval=0.2,
         )
@@ -360,7 +364,7 @@ def _soakTimeout() -> float:
         count = int(os.environ.get(SOAK_VARIABLE) or 0)
     except ValueError:
         count = 0
-    return 120.0 + 120.0 * count
+    return 120.0 + 180.0 * count
 
 
 SoakTests.test_soak.timeout = _soakTimeout()  # type: ignore[attr-defined]
