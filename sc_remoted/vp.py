@@ -261,10 +261,6 @@ class VantagePoint:
             sc_event="channel.client_finished",
         )
 
-    def forgetChannel(self, number: int) -> None:
-        """Drop a channel both sides have finished."""
-        self.channels.pop(number, None)
-
     def closeChannels(self) -> None:
         """End every local client's connection; their EOF says the VP is gone."""
         channels = list(self.channels.values())
