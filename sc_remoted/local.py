@@ -16,12 +16,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .flow import TRANSPORT_BUFFER
 from .interfaces import IPausableEnd
 from .vp import VantagePoint
 
 log = Logger()
-
-TRANSPORT_BUFFER = 256 * 1024
 
 
 @implementer(IPushProducer)
@@ -77,8 +76,6 @@ class LocalChannel(Protocol):
             self._clientGone = True
             self.transport.abortConnection()
             return
-        # Pause scamper only past 256 KiB queued for this client, not
-        # Twisted's default 64 KiB: fewer pause/resume turns at full speed.
         self.transport.bufferSize = TRANSPORT_BUFFER
         self.transport.registerProducer(_CongestionReporter(self), True)
         self.number = self.vp.openChannel(self)
@@ -125,7 +122,6 @@ class LocalChannel(Protocol):
             # drains, and the client would never see EOF.
             self.transport.unregisterProducer()
             self.transport.loseConnection()
-
 
     def pauseReading(self) -> None:
         if not self._clientGone:

@@ -19,6 +19,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .flow import TRANSPORT_BUFFER
 from .naming import peerName
 from .wire import (
     CONTROL_CHANNEL,
@@ -40,7 +41,6 @@ log = Logger()
 REGISTRATION_TIMEOUT = 30.0
 SILENCE_TIMEOUT = 60.0
 KEEPALIVE_INTERVAL = 30.0
-TRANSPORT_BUFFER = 256 * 1024
 
 
 class ScamperProtocol(Protocol):
@@ -82,9 +82,7 @@ class ScamperProtocol(Protocol):
             # Without it, each small ACK waits for scamper's delayed ACK:
             # 44 ms per command round trip with the C daemon (BASELINE.md).
             setNoDelay(True)
-        if hasattr(self.transport, "bufferSize"):
-            # Reads of up to 256 KiB (Twisted reads bufferSize at a time),
-            # and clients paused only past 256 KiB queued for scamper.
+        if hasattr(self.transport, "bufferSize"):  # not on a TLS transport
             self.transport.bufferSize = TRANSPORT_BUFFER
         now = self._clock.seconds()
         self._acceptedAt = self._lastReceived = self._lastSent = now
