@@ -274,7 +274,9 @@ def _runnerClass():
             if data == b"0":
                 return 0
             message = data[2:].decode("ascii", "replace") or "the daemon exited while starting"
-            untilConcludes(sys.__stderr__.write, "%s: %s\n" % (PROGRAM, message))
+            stderr = sys.__stderr__
+            assert stderr is not None
+            untilConcludes(stderr.write, "%s: %s\n" % (PROGRAM, message))
             return 1
 
     return Runner

@@ -28,8 +28,10 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 log = Logger()
@@ -241,9 +243,11 @@ class ReloadableServerTLS:
             )
             return False
         self.context = context
+        certificate = self.files.certificate
+        assert certificate is not None  # makeContext sets it when it succeeds
         log.info(
             "TLS reloaded: new connections get {certificate}",
-            certificate=describeCertificate(self.files.certificate),
+            certificate=describeCertificate(certificate),
             sc_event="tls.reloaded",
         )
         return True
@@ -286,18 +290,19 @@ class TLSServerProtocol(BufferingTLSTransport):
     reason; the connection below is closed by the TLS layer.
     """
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         # _handshakeDone is TLSMemoryBIOProtocol's documented flag.
         handshakeDone = getattr(self, "_handshakeDone", False)
         failure = self._reason or reason
-        if failure is not None and failure.check(SSL.Error):
+        error = failure.value if failure is not None else None
+        if isinstance(error, SSL.Error):
             peer = getattr(self.wrappedProtocol, "peer", "") or str(self.getPeer())
             if handshakeDone:
                 log.error("TLS error with {peer}: {reason}; closed", peer=peer,
-                          reason=_openSSLReason(failure.value), sc_event="tls.error")
+                          reason=_openSSLReason(error), sc_event="tls.error")
             else:
                 log.error("TLS handshake with {peer} failed: {reason}; closed", peer=peer,
-                          reason=_openSSLReason(failure.value), sc_event="tls.handshake_failed")
+                          reason=_openSSLReason(error), sc_event="tls.handshake_failed")
         super().connectionLost(reason)
 
 

@@ -120,10 +120,10 @@ class MuxChannelTransport:
         if self.closed or not data:
             return
         if len(data) <= MAX_WRITE:
-            self.mux.transport.write(encodeData(self.channel, data))
+            self.mux._connectedTransport().write(encodeData(self.channel, data))
             return
         view = memoryview(data)
-        self.mux.transport.writeSequence(
+        self.mux._connectedTransport().writeSequence(
             [encodeData(self.channel, bytes(view[i : i + MAX_WRITE])) for i in range(0, len(data), MAX_WRITE)]
         )
 
@@ -144,7 +144,7 @@ class MuxChannelTransport:
         return MuxChannelAddress(self.vp, self.channel)
 
     def getHost(self):
-        return self.mux.transport.getHost()
+        return self.mux._connectedTransport().getHost()
 
 
 class MuxClientProtocol(Protocol):
@@ -219,7 +219,7 @@ class MuxClientProtocol(Protocol):
         channel = self._allocate()
         transport = MuxChannelTransport(self, channel, info, protocol)
         self._channels[channel] = transport
-        self.transport.write(encodeChannelOpen(info.identifier, channel))
+        self._connectedTransport().write(encodeChannelOpen(info.identifier, channel))
         protocol.makeConnection(transport)
         return transport
 
@@ -234,8 +234,14 @@ class MuxClientProtocol(Protocol):
     def close(self) -> defer.Deferred:
         """Close the mux connection; fires when it is gone."""
         d = self.whenLost()
-        self.transport.loseConnection()
+        self._connectedTransport().loseConnection()
         return d
+
+    def _connectedTransport(self) -> ITransport:
+        """The mux connection's transport, which is set once it has connected."""
+        transport = self.transport
+        assert transport is not None, "the mux connection has not been made"
+        return transport
 
     def _allocate(self) -> int:
         channel = self._nextChannel
@@ -257,7 +263,7 @@ class MuxClientProtocol(Protocol):
                 message = parseControl(payload)
             except MuxError as e:
                 log.error("mux: malformed control message: {reason}; closing", reason=str(e))
-                self.transport.loseConnection()
+                self._connectedTransport().loseConnection()
                 return
             self._control(message)
 
@@ -299,8 +305,8 @@ class MuxClientProtocol(Protocol):
             self.gotGo = True
             self.ready.errback(reason)
         self.lostReason = reason
-        waiters, self._lostWaiters = self._lostWaiters, []
-        for d in waiters:
+        lostWaiters, self._lostWaiters = self._lostWaiters, []
+        for d in lostWaiters:
             d.callback(None)
 
 
