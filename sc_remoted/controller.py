@@ -10,21 +10,22 @@ it creates and removes each vantage point's UNIX socket.
 
 import itertools
 import os
-import socket
 from typing import Callable, Dict, List, Optional
 
 from twisted.internet import defer
-from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from .interfaces import IVantagePointObserver
+from .engine import Timeouts
+from .interfaces import IScamperLink, IScamperSessions, IVantagePointObserver, IVantagePointRegistry
+from .lifecycle import Input, State
 from .limits import Limits
 from .local import LocalChannelFactory
-from .naming import MAX_SOCKET_PATH, socketName
-from .scamper import ScamperFactory, ScamperProtocol
+from .naming import socketName
+from .scamper import ScamperFactory
+from .sockets import SocketFileError, listenUNIX, stopListening
 from .vp import VantagePoint
-from .wire import MasterNew, MasterRes, encodeMasterId, encodeMasterOk, encodeMasterRej
+from .wire import MasterNew, MasterRes, encodeMasterId, encodeMasterRej
 
 log = Logger()
 
@@ -32,6 +33,7 @@ DEFAULT_ZOMBIE_TIME = 900
 MAX_ZOMBIE_TIME = 10800
 
 
+@implementer(IScamperSessions, IVantagePointRegistry)
 class Controller:
     """
     The registry of vantage points, keyed by scamper's magic.
@@ -45,6 +47,7 @@ class Controller:
     @param zombieTime: seconds a disconnected vantage point is kept for a
         resume; 0 frees it at once.
     @param debug: log every frame exchanged with scamper.
+    @param timeouts: the timers of each scamper connection.
     @param clientNameCheck: called with the connection and the monitorname
         of each MASTER_NEW; a string it returns is why the session is
         refused (the client certificate's names, L{sc_remoted.tls}).
@@ -57,10 +60,12 @@ class Controller:
         socketMode: int = 0o700,
         zombieTime: float = DEFAULT_ZOMBIE_TIME,
         debug: bool = False,
-        clientNameCheck: Optional[Callable[[ScamperProtocol, Optional[str]], Optional[str]]] = None,
+        clientNameCheck: Optional[Callable[[IScamperLink, Optional[str]], Optional[str]]] = None,
         limits: Limits = Limits(),
+        timeouts: Timeouts = Timeouts(),
     ) -> None:
         self.limits = limits
+        self.timeouts = timeouts
         self._connections: Dict[str, int] = {}
         self._connectionCount = 0
         self.reactor = reactor
@@ -70,14 +75,16 @@ class Controller:
         self.socketMode = socketMode
         self.zombieTime = zombieTime
         self._byMagic: Dict[bytes, VantagePoint] = {}
-        self._zombieTimers: Dict[VantagePoint, IDelayedCall] = {}
+        self._byIdentifier: Dict[int, VantagePoint] = {}
         self._identifiers = itertools.count(1)
         self._closingListeners: List[defer.Deferred] = []
         self._observers: List[IVantagePointObserver] = []
 
     def scamperFactory(self) -> ScamperFactory:
         """The factory to listen with for scamper connections."""
-        return ScamperFactory(self, self.reactor)
+        return ScamperFactory(self, self.reactor, self.timeouts)
+
+    # IVantagePointRegistry ----------------------------------------------
 
     def addObserver(self, observer: IVantagePointObserver) -> None:
         """Tell C{observer} of every vantage point arriving, leaving or resuming."""
@@ -85,6 +92,14 @@ class Controller:
 
     def removeObserver(self, observer: IVantagePointObserver) -> None:
         self._observers.remove(observer)
+
+    def vantagePoints(self) -> List[VantagePoint]:
+        """Every vantage point, connected or zombie, oldest first."""
+        return list(self._byMagic.values())
+
+    def vantagePoint(self, identifier: int) -> Optional[VantagePoint]:
+        """The vantage point (connected or zombie) with that identifier."""
+        return self._byIdentifier.get(identifier)
 
     def _notify(self, event: str, vp: VantagePoint) -> None:
         """An observer's failure is logged and does not stop the others."""
@@ -94,7 +109,9 @@ class Controller:
             except Exception:
                 log.failure("observer {observer!r} failed on {event}", observer=observer, event=event)
 
-    def connectionOpened(self, connection: ScamperProtocol, host: str) -> bool:
+    # Connection limits --------------------------------------------------
+
+    def connectionOpened(self, connection: IScamperLink, host: str) -> bool:
         """
         Count a new scamper connection from C{host}; L{False} if it would
         exceed a limit (and is to be closed at once).
@@ -126,13 +143,9 @@ class Controller:
         else:
             del self._connections[host]
 
-    def vantagePoints(self) -> List[VantagePoint]:
-        """Every vantage point, connected or zombie, oldest first."""
-        return list(self._byMagic.values())
-
     # Registration -------------------------------------------------------
 
-    def register(self, connection: ScamperProtocol, message: MasterNew) -> None:
+    def register(self, connection: IScamperLink, message: MasterNew) -> None:
         """
         A new session (MASTER_NEW): make its socket and answer MASTER_ID.
 
@@ -140,8 +153,8 @@ class Controller:
         daemon does.  A magic held by a zombie replaces the zombie: the
         20211212 scamper reuses its magic after a MASTER_REJ, and the C
         daemon's refusal locks it out until the zombie expires
-        (PROTOCOL.md 2.6, d_reject2).  The new MASTER_NEW proves that
-        scamper has dropped that session's state, so nothing is lost.
+        (docs/protocol.rst 2.6).  The new MASTER_NEW proves that scamper
+        has dropped that session's state, so nothing is lost.
         """
         if self.clientNameCheck is not None:
             problem = self.clientNameCheck(connection, message.monitorname)
@@ -156,7 +169,7 @@ class Controller:
                 return
         existing = self._byMagic.get(message.magic)
         if existing is not None:
-            if existing.connection is not None:
+            if existing.state is not State.ZOMBIE:
                 log.warn(
                     "{peer}: MASTER_NEW with the magic of live session {vp}; closing",
                     peer=connection.peer,
@@ -171,17 +184,21 @@ class Controller:
                 vp=existing.name,
                 sc_event="vp.zombie_replaced",
             )
-            self.free(existing, "replaced by a new session with the same magic")
+            self._free(existing, Input.REPLACED, "replaced by a new session with the same magic")
         vp = VantagePoint(
             next(self._identifiers),
             message.magic,
             message.monitorname,
             self.reactor,
+            self.limits.maxChannels,
         )
-        if not self._listen(vp, connection.peer):
+        if not self._listen(vp, connection):
+            vp.session.advance(Input.SOCKET_FAILED)
             connection.abandon()
             return
+        vp.session.advance(Input.REGISTERED)
         self._byMagic[vp.magic] = vp
+        self._byIdentifier[vp.identifier] = vp
         connection.attach(vp)
         connection.write(encodeMasterId(connection.peer))
         log.info(
@@ -194,14 +211,16 @@ class Controller:
         )
         self._notify("vantagePointArrived", vp)
 
-    def resume(self, connection: ScamperProtocol, message: MasterRes) -> None:
+    def resume(self, connection: IScamperLink, message: MasterRes) -> None:
         """
         A returning scamper (MASTER_RES): take over the session if both
         sides still hold what the other is missing, else MASTER_REJ.
         """
         vp = self._byMagic.get(message.magic)
-        problem = "no session holds its magic" if vp is None else vp.resumeProblem(message)
+        problem = "no session holds its magic" if vp is None else vp.session.resumeProblem(message)
         if problem is not None:
+            if vp is not None:
+                vp.session.advance(Input.RESUME_REJECTED)
             log.info(
                 "{peer}: resume rejected: {reason}",
                 peer=connection.peer,
@@ -212,8 +231,9 @@ class Controller:
             connection.refuse(encodeMasterRej())
             return
         assert vp is not None
-        previous = vp.connection
-        if previous is not None:
+        if vp.state is State.CONNECTED:
+            previous = vp.connection
+            assert previous is not None
             log.info(
                 "{vp}: {peer} resumes the session while {previous} still holds it; "
                 "dropping {previous}",
@@ -223,20 +243,24 @@ class Controller:
                 sc_event="vp.takeover",
             )
             previous.abandon()
-        timer = self._zombieTimers.pop(vp, None)
-        if timer is not None and timer.active():
-            timer.cancel()
+            vp.session.advance(Input.TAKEOVER)
+        else:
+            vp.session.advance(Input.RESUME_ACCEPTED)
+            self._cancelZombieTimer(vp)
         self._stopListening(vp)
-        self._listen(vp, connection.peer)
-        vp.resumes += 1
+        if not self._listen(vp, connection):
+            log.warn(
+                "{vp}: resumed without a socket; reachable through the mux only",
+                vp=vp.name,
+                sc_event="vp.resumed_without_socket",
+            )
         connection.attach(vp)
-        connection.write(encodeMasterOk(vp.rcvNxt))
-        vp.retransmit(message.rcv_nxt)
+        connection.write(vp.session.resume(message.rcv_nxt))
         log.info(
             "{vp}: resumed from {peer}, {unacked} messages retransmitted",
             vp=vp.name,
             peer=vp.peer,
-            unacked=vp.unacked,
+            unacked=vp.session.unacked,
             identifier=vp.identifier,
             sc_event="vp.resumed",
         )
@@ -249,20 +273,25 @@ class Controller:
         The connection of C{vp} ended: keep it as a zombie awaiting a
         resume, or free it when zombies are disabled.
         """
-        self._stopListening(vp)
-        if self.zombieTime <= 0:
-            self.free(vp, "disconnected (%s)" % (reason,))
+        if vp.state is not State.CONNECTED:
             return
-        if len(self._zombieTimers) >= self.limits.maxZombies:
-            oldest = next(iter(self._zombieTimers))
+        if self.zombieTime <= 0:
+            self._free(vp, Input.RELEASED, "disconnected (%s)" % (reason,))
+            return
+        vp.session.advance(Input.LINK_LOST)
+        self._stopListening(vp)
+        zombies = [other for other in self._byMagic.values() if other.state is State.ZOMBIE and other is not vp]
+        if len(zombies) >= self.limits.maxZombies:
+            oldest = min(zombies, key=lambda other: other.zombieSince)
             log.warn(
                 "{vp}: freed early: limit max-zombies ({value}) reached",
                 vp=oldest.name,
                 value=self.limits.maxZombies,
                 sc_event="limit.zombie_freed",
             )
-            self.free(oldest, "too many zombies")
-        self._zombieTimers[vp] = self.reactor.callLater(self.zombieTime, self._expire, vp)
+            self._free(oldest, Input.EVICTED, "too many zombies")
+        vp.zombieSince = self.reactor.seconds()
+        vp.zombieTimer = self.reactor.callLater(self.zombieTime, self._expire, vp)
         log.info(
             "{vp}: disconnected ({reason}); kept {zombieTime} s for a resume",
             vp=vp.name,
@@ -272,28 +301,40 @@ class Controller:
         )
         self._notify("vantagePointDisconnected", vp)
 
-    def _expire(self, vp: VantagePoint) -> None:
-        self._zombieTimers.pop(vp, None)
-        self.free(vp, "not resumed within %s s" % (self.zombieTime,), event="vp.expired")
+    def protocolError(self, vp: VantagePoint, reason: str) -> None:
+        """The connection of C{vp} broke the protocol: no zombie is kept."""
+        if vp.state is State.CONNECTED:
+            self._free(vp, Input.PROTOCOL_ERROR, "protocol error")
 
-    def free(self, vp: VantagePoint, reason: str, event: str = "vp.freed") -> None:
+    def _expire(self, vp: VantagePoint) -> None:
+        vp.zombieTimer = None
+        self._free(vp, Input.EXPIRED, "not resumed within %s s" % (self.zombieTime,), logEvent="vp.expired")
+
+    def free(self, vp: VantagePoint, reason: str) -> None:
         """
-        Forget C{vp}: its socket, its clients (who get EOF), its magic.
-        C{event} is the log's C{sc_event}: C{vp.expired} for a zombie
-        that was not resumed in time.
+        Forget C{vp}, for an embedding application or at shutdown: its
+        socket, its clients (who get EOF), its magic.  A vantage point
+        already gone is left alone.
         """
-        if self._byMagic.get(vp.magic) is not vp:
-            return
+        if vp.state is not State.GONE:
+            self._free(vp, Input.FREED, reason)
+
+    def _free(self, vp: VantagePoint, event: Input, reason: str, logEvent: str = "vp.freed") -> None:
+        vp.session.advance(event)
         del self._byMagic[vp.magic]
-        timer = self._zombieTimers.pop(vp, None)
-        if timer is not None and timer.active():
-            timer.cancel()
+        del self._byIdentifier[vp.identifier]
+        self._cancelZombieTimer(vp)
         if vp.connection is not None:
             vp.connection.abandon()
         self._stopListening(vp)
         vp.closeChannels()
-        log.info("{vp}: freed: {reason}", vp=vp.name, reason=reason, identifier=vp.identifier, sc_event=event)
+        log.info("{vp}: freed: {reason}", vp=vp.name, reason=reason, identifier=vp.identifier, sc_event=logEvent)
         self._notify("vantagePointDeparted", vp)
+
+    def _cancelZombieTimer(self, vp: VantagePoint) -> None:
+        timer, vp.zombieTimer = vp.zombieTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def stopService(self) -> defer.Deferred:
         """
@@ -308,50 +349,26 @@ class Controller:
     # UNIX sockets -------------------------------------------------------
 
     def socketPath(self, name: str) -> str:
+        assert self.socketsDirectory is not None
         return os.path.join(self.socketsDirectory, name)
 
-    def _listen(self, vp: VantagePoint, peer: str) -> bool:
+    def _listen(self, vp: VantagePoint, connection: IScamperLink) -> bool:
         """
-        Name C{vp} after its peer and create its UNIX socket.  Returns
-        whether the socket could be made; the reason it could not is
-        logged.
+        Name C{vp} after its connection's peer and create its UNIX socket.
+        Returns whether the socket could be made; the reason it could not
+        is logged.
         """
-        vp.peer = peer
-        vp.name = socketName(peer, vp.monitorname)
+        vp.address = connection.address
+        vp.peer = connection.peer
+        vp.name = socketName(vp.peer, vp.monitorname)
         if self.socketsDirectory is None:
             # Served through the mux only (--mux without --sockets).
             return True
-        path = self.socketPath(vp.name)
-        if len(os.fsencode(path)) > MAX_SOCKET_PATH:
-            log.error(
-                "{vp}: socket path {path} is longer than {limit} bytes",
-                vp=vp.name,
-                path=path,
-                limit=MAX_SOCKET_PATH,
-                sc_event="vp.socket_error",
-            )
-            return False
-        # bind() creates the file with the umask's permissions, which hold
-        # until the chmod to socketMode: make them the strictest meanwhile.
-        umask = os.umask(0o077)
         try:
-            vp.listener = self.reactor.listenUNIX(
-                path,
-                LocalChannelFactory(vp, self.limits.maxChannels),
-                backlog=socket.SOMAXCONN,
-                mode=self.socketMode,
-            )
-        except CannotListenError as e:
-            log.error(
-                "{vp}: cannot create socket {path}: {error}",
-                vp=vp.name,
-                path=path,
-                error=str(e.socketError),
-                sc_event="vp.socket_error",
-            )
+            vp.listener = listenUNIX(self.reactor, self.socketPath(vp.name), LocalChannelFactory(vp), self.socketMode)
+        except SocketFileError as e:
+            log.error("{vp}: {error}", vp=vp.name, error=str(e), sc_event="vp.socket_error")
             return False
-        finally:
-            os.umask(umask)
         return True
 
     def _stopListening(self, vp: VantagePoint) -> None:
@@ -359,10 +376,9 @@ class Controller:
         Close and unlink the socket of C{vp}, if it has one.  The file goes
         in the next reactor turn; L{stopService} waits for the last ones.
         """
-        listener: Optional[object] = vp.listener
-        vp.listener = None
+        listener, vp.listener = vp.listener, None
         if listener is not None:
-            stopped = defer.maybeDeferred(listener.stopListening)  # type: ignore[attr-defined]
+            stopped = stopListening(listener)
             self._closingListeners.append(stopped)
             stopped.addBoth(self._listenerClosed, stopped)
 

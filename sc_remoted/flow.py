@@ -13,16 +13,13 @@ full, or more than C{maxUnacked} bytes wait for scamper's ACK (as they
 do while the VP is a zombie), we stop reading from the clients.
 """
 
-from typing import TYPE_CHECKING, Dict
+from typing import Callable, Dict, Iterable
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from .interfaces import IPausableEnd
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .vp import VantagePoint
 
 log = Logger()
 
@@ -40,17 +37,26 @@ class FlowControl:
     The flow state of one vantage point.  It is the producer registered
     with the scamper transport: Twisted pauses it when that transport's
     send buffer is full.
+
+    @param name: the vantage point's name, for the log.
+    @param ends: the channel ends of the vantage point, when called.
+    @param pauseScamper: called with C{True} to stop reading from scamper,
+        C{False} to read again.
     """
 
     def __init__(
         self,
-        vp: "VantagePoint",
         clock: IReactorTime,
+        name: Callable[[], str],
+        ends: Callable[[], Iterable[object]],
+        pauseScamper: Callable[[bool], None],
         maxUnacked: int = MAX_UNACKED,
         stallLimit: float = STALL_LIMIT,
     ) -> None:
-        self._vp = vp
         self._clock = clock
+        self._name = name
+        self._ends = ends
+        self._pauseScamper = pauseScamper
         self._maxUnacked = maxUnacked
         self._stallLimit = stallLimit
         self.unackedBytes = 0
@@ -60,12 +66,9 @@ class FlowControl:
 
     # Up: clients -> scamper --------------------------------------------
 
-    def queued(self, size: int) -> None:
-        self.unackedBytes += size
-        self._updateClients()
-
-    def acknowledged(self, size: int) -> None:
-        self.unackedBytes -= size
+    def unackedChanged(self, unackedBytes: int) -> None:
+        """The bytes waiting for scamper's ACK are now C{unackedBytes}."""
+        self.unackedBytes = unackedBytes
         self._updateClients()
 
     def pauseProducing(self) -> None:
@@ -87,7 +90,7 @@ class FlowControl:
         if pause == self._clientsPaused:
             return
         self._clientsPaused = pause
-        for end in self._vp.channels.values():
+        for end in self._ends():
             if IPausableEnd.providedBy(end):
                 if pause:
                     end.pauseReading()
@@ -122,7 +125,7 @@ class FlowControl:
         del self._stalled[end]
         log.warn(
             "{vp}: a local client read nothing for {limit:.0f} s; closing its channel",
-            vp=self._vp.name,
+            vp=self._name(),
             limit=self._stallLimit,
             sc_event="channel.stalled",
         )
@@ -137,9 +140,7 @@ class FlowControl:
         self._updateClients()
 
     def _updateScamper(self) -> None:
-        connection = self._vp.connection
-        if connection is not None:
-            connection.setReadingPaused(bool(self._stalled))
+        self._pauseScamper(bool(self._stalled))
 
     def stop(self) -> None:
         """The VP is gone: cancel the stall timers."""

@@ -1,6 +1,11 @@
 """
-The boundaries other code plugs into: what a channel's far end must do,
-and how to follow vantage points as they come and go.
+The boundaries between the daemon's parts, and what other code plugs
+into: the far end of a channel, the scamper connection as the registry
+drives it, the registry as the connections and the mux see it, and how to
+follow vantage points as they come and go.
+
+Each module depends on these rather than on each other's classes, so
+that the dependencies point one way (docs/architecture.rst).
 """
 
 from zope.interface import Attribute, Interface
@@ -9,13 +14,16 @@ from zope.interface import Attribute, Interface
 class IChannelEnd(Interface):
     """
     Whatever sits at the local end of a channel to a vantage point: a
-    client of its UNIX socket, a mux channel, a test double.  The
-    vantage point calls these; the end calls
-    C{VantagePoint.openChannel}, C{clientData} and C{sendChannelFin}.
+    client of its UNIX socket, a mux channel, a test double.  It gets a
+    channel handle from C{IVantagePoint.openChannel} and sends with
+    C{IVantagePoint.send} and C{IVantagePoint.finish}.
     """
 
-    def deliver(payload):
-        """Bytes scamper sent on this channel, in order."""
+    def deliver(payloads):
+        """
+        Bytes scamper sent on this channel: a list of payloads, in order,
+        all that one read from scamper held for it.
+        """
 
     def scamperFinished():
         """
@@ -27,8 +35,7 @@ class IChannelEnd(Interface):
 class IPausableEnd(IChannelEnd):
     """
     A channel end whose input can be paused, so that a vantage point can
-    stop reading from clients while scamper cannot take more, and that
-    can report (to C{VantagePoint.flow}) when it cannot take more itself.
+    stop reading from clients while scamper cannot take more.
     """
 
     def pauseReading():
@@ -41,10 +48,108 @@ class IPausableEnd(IChannelEnd):
         """Disconnect the client at once: it stopped reading for good."""
 
 
+class IScamperLink(Interface):
+    """A scamper connection, as the registry drives it."""
+
+    peer = Attribute("The C daemon's string for the peer address, also the MASTER_ID.")
+    address = Attribute("The peer's IPv4Address or IPv6Address.")
+
+    def attach(vp):
+        """Serve the vantage point C{vp} from now on."""
+
+    def write(data):
+        """Send bytes to scamper."""
+
+    def setReadingPaused(paused):
+        """Stop (C{True}) or restart reading from scamper."""
+
+    def abandon():
+        """Stop serving and drop the connection now; its loss reports nothing."""
+
+    def refuse(frame):
+        """Write a last frame (MASTER_REJ) and close once it is out."""
+
+
+class IScamperSessions(Interface):
+    """The registry, as a scamper connection sees it."""
+
+    debug = Attribute("Whether every frame exchanged with scamper is logged.")
+
+    def connectionOpened(link, host):
+        """Count a new connection from C{host}; C{False} if over a limit."""
+
+    def connectionClosed(host):
+        """Uncount a connection that C{connectionOpened} accepted."""
+
+    def register(link, message):
+        """A MASTER_NEW: attach C{link} to a new vantage point, or abandon it."""
+
+    def resume(link, message):
+        """A MASTER_RES: attach C{link} to the vantage point it resumes, or refuse it."""
+
+    def disconnected(vp, reason):
+        """The connection serving C{vp} ended."""
+
+    def protocolError(vp, reason):
+        """The connection serving C{vp} broke the protocol and was dropped."""
+
+
+class IVantagePoint(Interface):
+    """
+    The view of a vantage point that observers, the mux and the status
+    page rely on.
+    """
+
+    identifier = Attribute("Unique in this process, counting from 1 (the mux's VP id).")
+    magic = Attribute("The bytes scamper chose to identify itself across reconnects.")
+    monitorname = Attribute("scamper's -M name, or None.")
+    name = Attribute("The socket file name, [monitorname-]peer.")
+    peer = Attribute("The peer string of the current or last connection.")
+    address = Attribute("The IPv4Address or IPv6Address of that connection.")
+    connectedAt = Attribute("When it registered, in the reactor's seconds.")
+    state = Attribute("Its sc_remoted.lifecycle.State.")
+    session = Attribute("Its sc_remoted.engine.Session: sequence numbers, channels, counters.")
+
+    def openChannel(end):
+        """
+        A new channel for the IChannelEnd C{end}, announced to scamper.
+
+        @raise sc_remoted.vp.ChannelRefused: past the max-channels limit.
+        """
+
+    def send(channel, data):
+        """Relay a local client's bytes on C{channel} (dropped once finished)."""
+
+    def finish(channel):
+        """The client of C{channel} will send nothing more (CHANNEL_FIN)."""
+
+    def congested(channel):
+        """The end of C{channel} cannot take more for now."""
+
+    def drained(channel):
+        """The end of C{channel} can take more again, or is gone."""
+
+
+class IVantagePointRegistry(Interface):
+    """Every vantage point of the process: what the mux and status page query."""
+
+    def vantagePoints():
+        """Every IVantagePoint, connected or zombie, oldest first."""
+
+    def vantagePoint(identifier):
+        """The IVantagePoint with that identifier, or None."""
+
+    def addObserver(observer):
+        """Tell the IVantagePointObserver C{observer} of every change."""
+
+    def removeObserver(observer):
+        """Stop telling C{observer}."""
+
+
 class IVantagePointObserver(Interface):
     """
     Told of every change in the set of vantage points.  Register with
-    C{Controller.addObserver}; each method gets the L{VantagePoint}.
+    C{IVantagePointRegistry.addObserver}; each method gets the vantage point.
     """
 
     def vantagePointArrived(vp):
@@ -58,13 +163,3 @@ class IVantagePointObserver(Interface):
 
     def vantagePointDeparted(vp):
         """It is gone for good: freed, expired or replaced."""
-
-
-class IVantagePoint(Interface):
-    """The read-only view of a vantage point that observers may rely on."""
-
-    identifier = Attribute("Unique in this process, counting from 1.")
-    monitorname = Attribute("scamper's -M name, or None.")
-    name = Attribute("The socket file name, [monitorname-]peer.")
-    peer = Attribute("The peer address string of the current or last connection.")
-    connection = Attribute("The scamper connection, or None while a zombie.")

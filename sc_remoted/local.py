@@ -8,19 +8,17 @@ while results keep flowing back; scamper's CHANNEL_FIN closes the client
 once everything queued for it is written.
 """
 
-from typing import Optional
+from typing import List, Optional
 
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
-from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .engine import Channel
 from .flow import TRANSPORT_BUFFER
 from .interfaces import IPausableEnd
-from .vp import VantagePoint
-
-log = Logger()
+from .vp import ChannelRefused, VantagePoint
 
 
 @implementer(IPushProducer)
@@ -31,17 +29,18 @@ class _CongestionReporter:
     to the vantage point's flow control.
     """
 
-    def __init__(self, channel: "LocalChannel") -> None:
+    def __init__(self, vp: VantagePoint, channel: Channel) -> None:
+        self._vp = vp
         self._channel = channel
 
     def pauseProducing(self) -> None:
-        self._channel.vp.flow.channelCongested(self._channel)
+        self._vp.congested(self._channel)
 
     def resumeProducing(self) -> None:
-        self._channel.vp.flow.channelDrained(self._channel)
+        self._vp.drained(self._channel)
 
     def stopProducing(self) -> None:
-        self._channel.vp.flow.channelDrained(self._channel)
+        self._vp.drained(self._channel)
 
 
 @implementer(IHalfCloseableProtocol, IPausableEnd)
@@ -49,74 +48,66 @@ class LocalChannel(Protocol):
     """
     One local client of a vantage point, and the channel it uses.
 
-    @ivar number: the channel number scamper knows this client by.
-    @ivar finSent: we told scamper this client will send nothing more.
-    @ivar finReceived: scamper finished the channel (or the vantage point
-        is gone); nothing more will be written to the client.
+    @ivar channel: the channel handle, once the vantage point gave one.
     """
 
-    number: Optional[int] = None
+    factory: "LocalChannelFactory"
+    channel: Optional[Channel] = None
 
     def __init__(self, vp: VantagePoint) -> None:
         self.vp = vp
-        self.finSent = False
-        self.finReceived = False
         self._clientGone = False
 
+    @property
+    def number(self) -> Optional[int]:
+        """The channel number scamper knows this client by."""
+        return self.channel.number if self.channel is not None else None
+
     def connectionMade(self) -> None:
-        limit = self.factory.maxChannels
-        if len(self.vp.channels) >= limit:
-            log.warn(
-                "{vp}: local client refused: limit {limit} ({value}) reached",
-                vp=self.vp.name,
-                limit="max-channels",
-                value=limit,
-                sc_event="limit.refused",
-            )
+        assert self.transport is not None
+        try:
+            self.channel = self.vp.openChannel(self)
+        except ChannelRefused:
             self._clientGone = True
             self.transport.abortConnection()
             return
-        self.transport.bufferSize = TRANSPORT_BUFFER
-        self.transport.registerProducer(_CongestionReporter(self), True)
-        self.number = self.vp.openChannel(self)
+        self.transport.bufferSize = TRANSPORT_BUFFER  # type: ignore[attr-defined]
+        self.transport.registerProducer(_CongestionReporter(self.vp, self.channel), True)
 
     def dataReceived(self, data: bytes) -> None:
-        if not self.finSent and not self.finReceived:
-            assert self.number is not None
-            self.vp.clientData(self.number, data)
+        if self.channel is not None:
+            self.vp.send(self.channel, data)
 
     def readConnectionLost(self) -> None:
         """The client shut down its sending side: tell scamper, keep writing."""
-        self._finish()
+        if self.channel is not None:
+            self.vp.finish(self.channel)
 
     def writeConnectionLost(self) -> None:
         """Nothing to do: we close only when scamper finishes the channel."""
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         """
         The client is gone.  The channel stays known until scamper
         finishes it, so that its late data is recognised and dropped.
         """
         self._clientGone = True
-        self.vp.flow.channelDrained(self)
-        self._finish()
+        if self.channel is not None:
+            self.vp.drained(self.channel)
+            self.vp.finish(self.channel)
 
-    def _finish(self) -> None:
-        if not self.finSent and not self.finReceived and self.number is not None:
-            self.finSent = True
-            self.vp.sendChannelFin(self.number)
+    # IChannelEnd, called by the vantage point ---------------------------
 
-    # Called by the vantage point ---------------------------------------
-
-    def deliver(self, payload: bytes) -> None:
+    def deliver(self, payloads: List[bytes]) -> None:
         """Relay scamper's bytes, unless the client has gone."""
         if not self._clientGone:
-            self.transport.write(payload)
+            assert self.transport is not None
+            self.transport.writeSequence(payloads)
 
     def scamperFinished(self) -> None:
         """No more data will come: close the client once its data is out."""
-        self.finReceived = True
         if not self._clientGone:
+            assert self.transport is not None
             # A streaming producer still registered would be resumed
             # instead of the connection being closed once the buffer
             # drains, and the client would never see EOF.
@@ -125,15 +116,15 @@ class LocalChannel(Protocol):
 
     def pauseReading(self) -> None:
         if not self._clientGone:
-            self.transport.pauseProducing()
+            self.transport.pauseProducing()  # type: ignore[union-attr]
 
     def resumeReading(self) -> None:
         if not self._clientGone:
-            self.transport.resumeProducing()
+            self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def abort(self) -> None:
         if not self._clientGone:
-            self.transport.abortConnection()
+            self.transport.abortConnection()  # type: ignore[union-attr]
 
 
 class LocalChannelFactory(Factory):
@@ -141,9 +132,8 @@ class LocalChannelFactory(Factory):
 
     noisy = False
 
-    def __init__(self, vp: VantagePoint, maxChannels: int) -> None:
+    def __init__(self, vp: VantagePoint) -> None:
         self.vp = vp
-        self.maxChannels = maxChannels
 
     def buildProtocol(self, addr: object) -> LocalChannel:
         channel = LocalChannel(self.vp)

@@ -17,9 +17,6 @@ from twisted.internet.address import IPv4Address, IPv6Address
 LONGEST_IPV4_PEER = "255.255.255.255:65535"
 LONGEST_IPV6_PEER = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255.65535"
 
-# sun_path is 108 bytes on Linux, including the terminating NUL.
-MAX_SOCKET_PATH = 107
-
 
 def peerName(address: Union[IPv4Address, IPv6Address]) -> str:
     """

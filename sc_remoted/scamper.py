@@ -1,128 +1,103 @@
 """
-The TCP side: one L{ScamperProtocol} per connection from a remote scamper.
+The TCP (or TLS) side: one L{ScamperProtocol} per connection from a
+remote scamper, a thin adapter around the engine's L{Link}.
 
-The protocol turns bytes into frames and hands them on: before
-registration to the L{Controller} (MASTER_NEW, MASTER_RES), afterwards to
-the L{VantagePoint} it is attached to.  It also owns the connection's
-timers, all driven by one C{callLater} that is re-armed only when it
-fires, so that no message pays for rescheduling a timer:
-
-  - registration must complete within 30 s of the accept;
-  - after that, 60 s without a byte from scamper ends the connection;
-  - after 30 s without sending, a KEEPALIVE goes out.
+Each read goes to L{Link.receive} in one call; what comes back is done
+in order: one write of the read's ACKs to scamper, one write per channel
+end, then registration requests to the registry (L{IScamperSessions}),
+or the protocol error.  The connection's timers (docs/protocol.rst 3.7)
+are the link's; here they are one C{callLater}, re-armed only when it
+fires, so that no message pays for rescheduling a timer.
 """
 
-from typing import TYPE_CHECKING, List, Optional
+from typing import Optional, Union
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from .engine import Link, ReadResult, Timeouts
 from .flow import TRANSPORT_BUFFER
+from .interfaces import IScamperLink, IScamperSessions
 from .naming import peerName
-from .wire import (
-    CONTROL_CHANNEL,
-    Frame,
-    FrameDecoder,
-    MasterNew,
-    MasterRes,
-    WireError,
-    describeFrame,
-    parseControl,
-)
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .controller import Controller
-    from .vp import VantagePoint
+from .vp import VantagePoint
+from .wire import FrameDecoder, MasterNew, describeFrame
 
 log = Logger()
 
-REGISTRATION_TIMEOUT = 30.0
-SILENCE_TIMEOUT = 60.0
-KEEPALIVE_INTERVAL = 30.0
 
-
+@implementer(IScamperLink)
 class ScamperProtocol(Protocol):
     """
-    One TCP (or TLS) connection from a scamper.
+    One connection from a scamper.
 
     @ivar peer: the C daemon's string for the peer address, also sent to
         scamper as its MASTER_ID.
     @ivar vp: the vantage point this connection serves, once registered.
     """
 
-    vp: Optional["VantagePoint"] = None
+    vp: Optional[VantagePoint] = None
     peer = ""
+    address: Optional[Union[IPv4Address, IPv6Address]] = None
     _counted: Optional[str] = None
 
-    def __init__(self, controller: "Controller", clock: IReactorTime) -> None:
-        self._controller = controller
+    def __init__(self, sessions: IScamperSessions, clock: IReactorTime, timeouts: Timeouts = Timeouts()) -> None:
+        self._sessions = sessions
         self._clock = clock
-        self._decoder = FrameDecoder()
-        self._debug = controller.debug
+        self._timeouts = timeouts
+        self._debug = sessions.debug
         self._timer: Optional[IDelayedCall] = None
-        self._batch: Optional[List[bytes]] = None
         self._readingPaused = False
-        self._closing = False
-        self._acceptedAt = 0.0
-        self._lastReceived = 0.0
-        self._lastSent = 0.0
+        self._debugDecoder = FrameDecoder() if self._debug else None
+        self.link = Link(clock.seconds(), timeouts)
 
     def connectionMade(self) -> None:
-        address = self.transport.getPeer()
+        transport = self.transport
+        assert transport is not None
+        address: IAddress = transport.getPeer()
+        if not isinstance(address, (IPv4Address, IPv6Address)):
+            log.error(
+                "connection from {address}: scamper must connect over TCP; closing",
+                address=address,
+                sc_event="scamper.not_tcp",
+            )
+            self.link.closed = True
+            transport.abortConnection()  # type: ignore[attr-defined]
+            return
+        self.address = address
         self.peer = peerName(address)
-        if not self._controller.connectionOpened(self, address.host):
-            self._closing = True
-            self.transport.abortConnection()
+        if not self._sessions.connectionOpened(self, address.host):
+            self.link.closed = True
+            transport.abortConnection()  # type: ignore[attr-defined]
             return
         self._counted = address.host
-        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
+        setNoDelay = getattr(transport, "setTcpNoDelay", None)
         if setNoDelay is not None:
             # Without it, each small ACK waits for scamper's delayed ACK:
-            # 44 ms per command round trip with the C daemon (BASELINE.md).
+            # 44 ms per command round trip with the C daemon (docs/performance.rst).
             setNoDelay(True)
-        if hasattr(self.transport, "bufferSize"):  # not on a TLS transport
-            self.transport.bufferSize = TRANSPORT_BUFFER
+        if hasattr(transport, "bufferSize"):  # not on a TLS transport
+            transport.bufferSize = TRANSPORT_BUFFER
         now = self._clock.seconds()
-        self._acceptedAt = self._lastReceived = self._lastSent = now
-        self._timer = self._clock.callLater(REGISTRATION_TIMEOUT, self._timerFired)
+        self.link = Link(now, self._timeouts)
+        self._timer = self._clock.callLater(self._timeouts.registration, self._timerFired)
         log.info("connection from {peer}", peer=self.peer, sc_event="scamper.connected")
 
     # Output -------------------------------------------------------------
 
-    def write(self, frame: bytes) -> None:
-        """
-        Send one frame.  While input is being handled the frames (mostly
-        ACKs) are gathered and written together when it is done.
-        """
+    def write(self, data: bytes) -> None:
+        """Send bytes to scamper now."""
         if self._debug:
-            self._logFrames("sent", frame)
-        batch = self._batch
-        if batch is not None:
-            batch.append(frame)
-            return
-        self.transport.write(frame)
-        self._lastSent = self._clock.seconds()
+            self._logFrames("sent", data)
+        assert self.transport is not None
+        self.transport.write(data)
+        self.link.lastSent = self._clock.seconds()
 
-    def writeSequence(self, frames: List[bytes]) -> None:
-        if self._debug:
-            self._logFrames("sent", b"".join(frames))
-        batch = self._batch
-        if batch is not None:
-            batch.extend(frames)
-            return
-        self.transport.writeSequence(frames)
-        self._lastSent = self._clock.seconds()
-
-    def _flush(self) -> None:
-        batch, self._batch = self._batch, None
-        if batch and not self._closing:
-            self.transport.writeSequence(batch)
-            self._lastSent = self._lastReceived
-
-    def _logFrames(self, direction: str, data: bytes) -> None:
-        for frame in FrameDecoder().feed(data):
+    def _logFrames(self, direction: str, data: bytes, decoder: Optional[FrameDecoder] = None) -> None:
+        for frame in (decoder or FrameDecoder()).feed(data):
             log.debug(
                 "{peer} {direction} {frame}",
                 peer=self.peer,
@@ -134,64 +109,31 @@ class ScamperProtocol(Protocol):
     # Input --------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        if self._closing:
-            return
-        self._lastReceived = self._clock.seconds()
-        self._batch = []
-        try:
-            for frame in self._decoder.feed(data):
-                if self._debug:
-                    log.debug(
-                        "{peer} {direction} {frame}",
-                        peer=self.peer,
-                        direction="received",
-                        frame=describeFrame(frame),
-                        sc_event="scamper.message",
-                    )
-                vp = self.vp
-                if vp is not None:
-                    vp.frameReceived(frame)
-                else:
-                    self._registrationFrame(frame)
-                    if self._closing:
-                        break
-            if not self._closing:
-                self._checkPendingHeader()
-        except WireError as e:
-            self._batch = None
-            self._protocolError(str(e))
-        else:
-            self._flush()
+        link = self.link
+        if self._debugDecoder is not None and not link.closed:
+            self._logFrames("received", data, self._debugDecoder)
+        result = link.receive(data, self._clock.seconds())
+        while True:
+            self._apply(result)
+            message = result.request
+            if message is None or link.closed:
+                return
+            if isinstance(message, MasterNew):
+                self._sessions.register(self, message)
+            else:
+                self._sessions.resume(self, message)
+            if link.session is None or link.closed:
+                return
+            result = link.receive(b"", self._clock.seconds())
 
-    def _checkPendingHeader(self) -> None:
-        """Refuse a frame as soon as its header shows it is wrong."""
-        header = self._decoder.pendingHeader()
-        if header is None:
-            return
-        seq, channel, _ = header
+    def _apply(self, result: ReadResult) -> None:
+        if result.toScamper:
+            self.write(result.toScamper)
         vp = self.vp
-        expected = vp.rcvNxt if vp is not None else 0
-        if seq != expected:
-            raise WireError("got seq %d expected %d" % (seq, expected))
-        if channel != CONTROL_CHANNEL and (vp is None or channel not in vp.channels):
-            raise WireError("data for unknown channel %d" % (channel,))
-
-    def _registrationFrame(self, frame: Frame) -> None:
-        """
-        Before registration only MASTER_NEW and MASTER_RES, with sequence
-        0 on the control channel, are acceptable.
-        """
-        if frame.seq != 0:
-            raise WireError("got seq %d expected 0" % (frame.seq,))
-        if frame.channel != CONTROL_CHANNEL:
-            raise WireError("data on channel %d before MASTER_NEW" % (frame.channel,))
-        message = parseControl(frame.payload)
-        if isinstance(message, MasterNew):
-            self._controller.register(self, message)
-        elif isinstance(message, MasterRes):
-            self._controller.resume(self, message)
-        else:
-            raise WireError("%s before MASTER_NEW" % (type(message).__name__,))
+        if vp is not None:
+            vp.deliver(result)
+        if result.error is not None:
+            self._protocolError(result.error)
 
     def _protocolError(self, reason: str) -> None:
         """
@@ -208,14 +150,16 @@ class ScamperProtocol(Protocol):
         )
         self.abandon()
         if vp is not None:
-            self._controller.free(vp, "protocol error")
+            self._sessions.protocolError(vp, reason)
 
-    # Lifecycle, as seen by the controller -------------------------------
+    # IScamperLink, as the registry drives it ----------------------------
 
-    def attach(self, vp: "VantagePoint") -> None:
+    def attach(self, vp: VantagePoint) -> None:
         """Serve C{vp} from now on."""
+        assert self.transport is not None
         self.vp = vp
         vp.connection = self
+        self.link.attach(vp.session)
         self.transport.registerProducer(vp.flow, True)
         vp.flow.connected()
 
@@ -227,11 +171,12 @@ class ScamperProtocol(Protocol):
         if paused == self._readingPaused:
             return
         self._readingPaused = paused
+        self.link.readingPaused(paused, self._clock.seconds())
+        assert self.transport is not None
         if paused:
-            self.transport.pauseProducing()
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
         else:
-            self._lastReceived = self._clock.seconds()
-            self.transport.resumeProducing()
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
 
     def abandon(self) -> None:
         """
@@ -239,77 +184,73 @@ class ScamperProtocol(Protocol):
         connection changes nothing there) and drop the connection now.
         """
         self._detach()
-        self._closing = True
-        self.transport.abortConnection()
+        self.link.closed = True
+        assert self.transport is not None
+        self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def refuse(self, frame: bytes) -> None:
         """Write a last frame (MASTER_REJ) and close once it is out."""
         self.write(frame)
-        self._flush()
-        self._closing = True
+        self.link.closed = True
+        assert self.transport is not None
         self.transport.loseConnection()
 
     def _detach(self) -> None:
         vp = self.vp
         if vp is not None and vp.connection is self:
             vp.connection = None
-            self.transport.unregisterProducer()
+            assert self.transport is not None
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
         self.vp = None
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._counted is not None:
-            self._controller.connectionClosed(self._counted)
+            self._sessions.connectionClosed(self._counted)
             self._counted = None
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._cancelTimer()
         vp = self.vp
         self._detach()
         if vp is not None:
-            self._controller.disconnected(vp, reason.getErrorMessage())
+            self._sessions.disconnected(vp, reason.getErrorMessage())
 
     # Timers -------------------------------------------------------------
 
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
     def _timerFired(self) -> None:
+        self._timer = None
+        if self.link.closed:
+            return
+        expired, keepalive = self.link.timerDue(self._clock.seconds())
+        if expired == "registration":
+            log.info(
+                "{peer} did not register within {timeout:.0f} s; closing",
+                peer=self.peer,
+                timeout=self._timeouts.registration,
+                sc_event="scamper.registration_timeout",
+            )
+            self.abandon()
+            return
+        if expired == "silent":
+            vp = self.vp
+            assert vp is not None
+            log.info(
+                "{vp}: nothing from {peer} for {timeout:.0f} s; dropping the connection",
+                vp=vp.name,
+                peer=self.peer,
+                timeout=self._timeouts.silence,
+                sc_event="scamper.silent",
+            )
+            self.abandon()
+            self._sessions.disconnected(vp, "silent for %d s" % (self._timeouts.silence,))
+            return
+        if keepalive:
+            self.write(keepalive)
         now = self._clock.seconds()
-        vp = self.vp
-        if vp is None:
-            if self._closing:
-                return
-            deadline = self._acceptedAt + REGISTRATION_TIMEOUT
-            if now >= deadline:
-                log.info(
-                    "{peer} did not register within {timeout:.0f} s; closing",
-                    peer=self.peer,
-                    timeout=REGISTRATION_TIMEOUT,
-                    sc_event="scamper.registration_timeout",
-                )
-                self._timer = None
-                self.abandon()
-                return
-            nextCheck = deadline
-        else:
-            if self._readingPaused:
-                self._lastReceived = now
-            silentUntil = self._lastReceived + SILENCE_TIMEOUT
-            if now >= silentUntil:
-                log.info(
-                    "{vp}: nothing from {peer} for {timeout:.0f} s; dropping the connection",
-                    vp=vp.name,
-                    peer=self.peer,
-                    timeout=SILENCE_TIMEOUT,
-                    sc_event="scamper.silent",
-                )
-                self._timer = None
-                self.abandon()
-                self._controller.disconnected(vp, "silent for %d s" % (SILENCE_TIMEOUT,))
-                return
-            keepaliveDue = self._lastSent + KEEPALIVE_INTERVAL
-            if now >= keepaliveDue:
-                vp.sendKeepalive()
-                keepaliveDue = self._lastSent + KEEPALIVE_INTERVAL
-            nextCheck = min(silentUntil, keepaliveDue)
-        self._timer = self._clock.callLater(max(0.0, nextCheck - now), self._timerFired)
+        self._timer = self._clock.callLater(max(0.0, self.link.deadline() - now), self._timerFired)
 
 
 class ScamperFactory(Factory):
@@ -317,11 +258,12 @@ class ScamperFactory(Factory):
 
     noisy = False
 
-    def __init__(self, controller: "Controller", clock: IReactorTime) -> None:
-        self.controller = controller
+    def __init__(self, sessions: IScamperSessions, clock: IReactorTime, timeouts: Timeouts = Timeouts()) -> None:
+        self.sessions = sessions
         self.clock = clock
+        self.timeouts = timeouts
 
-    def buildProtocol(self, addr: object) -> ScamperProtocol:
-        protocol = ScamperProtocol(self.controller, self.clock)
+    def buildProtocol(self, addr: IAddress) -> ScamperProtocol:
+        protocol = ScamperProtocol(self.sessions, self.clock, self.timeouts)
         protocol.factory = self
         return protocol

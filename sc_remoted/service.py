@@ -4,10 +4,7 @@ one listening service per scamper-facing endpoint.  Usable as is inside
 another Twisted application.
 """
 
-import os
-import re
 import signal
-import stat
 from typing import TYPE_CHECKING, Callable, Iterable, List, Optional
 
 from twisted.application.internet import StreamServerEndpointService
@@ -17,7 +14,7 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 
 from .controller import Controller
-from .probe import somebodyListens
+from .sockets import removeStaleSockets
 
 if TYPE_CHECKING:  # pragma: no cover
     from .tls import ReloadableServerTLS
@@ -42,49 +39,6 @@ class ControllerService(Service):
     def stopService(self):
         Service.stopService(self)
         return self.controller.stopService()
-
-
-# The file names this daemon gives sockets end in a peer's port:
-# "[monitorname-]a.b.c.d:port" or "[monitorname-]v6addr.port".
-_VP_SOCKET_NAME = re.compile(r"[:.][0-9]{1,5}$")
-
-
-def removeStaleSockets(directory: str) -> List[str]:
-    """
-    Remove the vantage point sockets a dead process left in C{directory};
-    return their names.  A socket file is stale when a connect to it is
-    refused: no process listens there.  A socket a live process still
-    listens on (another sc_remoted, say) is left alone, as is any file
-    that is not a socket or not named like a vantage point's.
-    """
-    removed = []
-    try:
-        names = sorted(os.listdir(directory))
-    except OSError:
-        return removed
-    for name in names:
-        if _VP_SOCKET_NAME.search(name) is None:
-            continue
-        path = os.path.join(directory, name)
-        try:
-            if not stat.S_ISSOCK(os.lstat(path).st_mode):
-                continue
-        except OSError:
-            continue
-        try:
-            if somebodyListens(path):
-                continue
-        except OSError as e:
-            log.warn("cannot probe socket {path}: {error}", path=path, error=str(e), sc_event="socket.probe_failed")
-            continue
-        try:
-            os.unlink(path)
-        except OSError as e:
-            log.warn("cannot remove stale socket {path}: {error}", path=path, error=e.strerror, sc_event="socket.stale")
-            continue
-        log.info("removed stale socket {path} (nothing listens on it)", path=path, sc_event="socket.stale_removed")
-        removed.append(name)
-    return removed
 
 
 class StartupError(Exception):

@@ -14,12 +14,13 @@ import ipaddress
 import json
 import os
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 from prometheus_client.core import (
     CollectorRegistry,
     CounterMetricFamily,
     GaugeMetricFamily,
+    Metric,
 )
 from prometheus_client.exposition import choose_encoder
 from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
@@ -31,6 +32,7 @@ from zope.interface import implementer
 from . import __version__
 from .controller import Controller
 from .interfaces import IVantagePointObserver
+from .lifecycle import State
 from .service import ListeningService
 from .vp import VantagePoint
 
@@ -114,7 +116,7 @@ class Status:
         self.departed += 1
         self._since.pop(vp, None)
         for name in _COUNTERS:
-            self._retired[name] += getattr(vp, name)
+            self._retired[name] += getattr(vp.session, name)
 
     # Reading ------------------------------------------------------------
 
@@ -128,16 +130,16 @@ class Status:
             "name": vp.name,
             "monitorname": vp.monitorname,
             "peer": vp.peer,
-            "state": "connected" if vp.connection is not None else "zombie",
+            "state": vp.state.value,
             "since": self.since(vp),
             "sinceUTC": formatTime(self.since(vp)),
             "registeredAt": vp.connectedAt,
-            "resumes": vp.resumes,
-            "channels": len(vp.channels),
-            "bytesIn": vp.bytesIn,
-            "bytesOut": vp.bytesOut,
-            "messagesIn": vp.framesIn,
-            "messagesOut": vp.framesOut,
+            "resumes": vp.session.resumes,
+            "channels": len(vp.session.channels),
+            "bytesIn": vp.session.bytesIn,
+            "bytesOut": vp.session.bytesOut,
+            "messagesIn": vp.session.framesIn,
+            "messagesOut": vp.session.framesOut,
         }
 
     def totals(self, vps: Optional[List[VantagePoint]] = None) -> Dict[str, Any]:
@@ -147,13 +149,13 @@ class Status:
         sums = dict(self._retired)
         for vp in vps:
             for name in _COUNTERS:
-                sums[name] += getattr(vp, name)
-        connected = sum(1 for vp in vps if vp.connection is not None)
+                sums[name] += getattr(vp.session, name)
+        connected = sum(1 for vp in vps if vp.state is State.CONNECTED)
         return {
             "vantagePoints": len(vps),
             "connected": connected,
             "zombies": len(vps) - connected,
-            "channels": sum(len(vp.channels) for vp in vps),
+            "channels": sum(len(vp.session.channels) for vp in vps),
             "arrived": self.arrived,
             "departed": self.departed,
             "bytesIn": sums["bytesIn"],
@@ -187,7 +189,7 @@ class StatusCollector:
     def __init__(self, status: Status) -> None:
         self.status = status
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         status = self.status
         vps = status.controller.vantagePoints()
         totals = status.totals(vps)
@@ -216,7 +218,7 @@ class StatusCollector:
             yield counter
 
         labels = ["vp", "monitorname", "id"]
-        perVP = {
+        perVP: Dict[str, Union[GaugeMetricFamily, CounterMetricFamily]] = {
             "connected": GaugeMetricFamily("sc_remoted_vp_connected", "1 if connected, 0 if a zombie.", labels=labels),
             "since": GaugeMetricFamily(
                 "sc_remoted_vp_state_since_seconds", "When it entered its current state (Unix time).", labels=labels
@@ -271,7 +273,7 @@ class MetricsPage(Resource):
 
     def render_GET(self, request) -> bytes:
         accept = request.getHeader(b"accept")
-        encoder, contentType = choose_encoder(accept.decode("latin-1") if accept else None)
+        encoder, contentType = choose_encoder(accept.decode("latin-1") if accept else "")
         request.setHeader(b"content-type", contentType.encode("ascii"))
         request.setHeader(b"cache-control", b"no-store")
         return encoder(self.registry)
@@ -295,7 +297,7 @@ class StatusSite(Site):
 def statusResource(status: Status) -> Resource:
     """The resource tree: C{/status}, C{/metrics} and a short index."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatusCollector(status))  # type: ignore[arg-type]
+    registry.register(StatusCollector(status))
     root = _Index()
     root.putChild(b"status", StatusPage(status))
     root.putChild(b"metrics", MetricsPage(registry))

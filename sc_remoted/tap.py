@@ -12,7 +12,8 @@ from twisted.python import usage
 from .controller import DEFAULT_ZOMBIE_TIME, MAX_ZOMBIE_TIME, Controller
 from .limits import Limits
 from .listen import PortSpecError, parsePortSpec
-from .naming import LONGEST_IPV4_PEER, LONGEST_IPV6_PEER, MAX_SOCKET_PATH
+from .naming import LONGEST_IPV4_PEER, LONGEST_IPV6_PEER
+from .sockets import MAX_SOCKET_PATH
 from .service import SighupService, makeRemotedService
 from .status import StatusEndpointError, makeStatusService, parseStatusEndpoint
 from .tls import ClientNameCheck, TLSConfigError, loadServerTLS

@@ -13,7 +13,7 @@ C{scamper_control.c} and C{sc_remoted.c}; see PROTOCOL.md section 1.
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 HEADER = struct.Struct("!IIH")
 HEADER_SIZE = HEADER.size
@@ -337,6 +337,36 @@ def encodeKeepalive(seq: int) -> bytes:
 
 def encodeAck(seq: int, acked: int) -> bytes:
     return _ACK_FRAME.pack(seq, CONTROL_CHANNEL, 5, ControlType.ACK, acked)
+
+
+# Every ACK of one read shares its first 11 bytes (header with our next
+# sequence number, type byte); one struct per count packs them all at once.
+_ACK_PREFIX = struct.Struct("!IIHB")
+_ACKS_PER_STRUCT = 1024
+_ackStructs: Dict[int, struct.Struct] = {}
+
+
+def _acksStruct(count: int) -> struct.Struct:
+    packer = _ackStructs.get(count)
+    if packer is None:
+        packer = _ackStructs[count] = struct.Struct("!" + "11sI" * count)
+    return packer
+
+
+def encodeAcks(seq: int, acked: List[int]) -> bytes:
+    """
+    The ACKs of C{acked}, in order, each carrying C{seq} (our next
+    sequence number, which an ACK does not consume): the bytes of
+    C{encodeAck(seq, a)} for every C{a}, joined, for a fraction of the cost.
+    """
+    prefix = _ACK_PREFIX.pack(seq, CONTROL_CHANNEL, 5, ControlType.ACK)
+    chunks = []
+    for start in range(0, len(acked), _ACKS_PER_STRUCT):
+        part = acked[start : start + _ACKS_PER_STRUCT]
+        fields: List[object] = [prefix, 0] * len(part)
+        fields[1::2] = part
+        chunks.append(_acksStruct(len(part)).pack(*fields))
+    return b"".join(chunks)
 
 
 def encodeMasterOk(rcvNxt: int) -> bytes:

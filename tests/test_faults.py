@@ -218,7 +218,7 @@ class FaultRoundsMixin(InProcessDaemonMixin):
     @defer.inlineCallbacks
     def injectFault(self, relay: FaultRelay, vp, kind: str):
         """Inject C{kind}; fire once the session is back to normal."""
-        resumes = vp.resumes
+        resumes = vp.session.resumes
         before = vp.name
         if kind == "delay":
             delay = self.random.uniform(0.2, 2.0)
@@ -249,7 +249,7 @@ class FaultRoundsMixin(InProcessDaemonMixin):
         cutAt = reactor.seconds()
         yield waitFor(
             reactor,
-            lambda: vp.resumes > resumes and vp.connection is not None,
+            lambda: vp.session.resumes > resumes and vp.connection is not None,
             SILENCE_RESUME_TIMEOUT if kind == "freeze-silence" else RESUME_TIMEOUT,
             "scamper to resume after %s (%s)" % (kind, self.why()),
             interval=0.2,
@@ -263,7 +263,7 @@ class FaultRoundsMixin(InProcessDaemonMixin):
     def runRound(self, relay: FaultRelay, vp, round: int, kind: str):
         name = vp.name
         clients = [self.startClient(name, n + 1, round) for n in range(CLIENTS)]
-        yield waitFor(reactor, lambda: len(vp.channels) == CLIENTS, 10, "the clients' channels")
+        yield waitFor(reactor, lambda: len(vp.session.channels) == CLIENTS, 10, "the clients' channels")
         # A random point in the clients' run: some results already out,
         # some commands still to be sent, some probes still running.
         yield sleep(reactor, self.random.uniform(0.3, 4.5))
@@ -287,7 +287,7 @@ class FaultRoundsMixin(InProcessDaemonMixin):
         """Between rounds: one session, nothing pending, nothing leaked."""
         yield waitFor(
             reactor,
-            lambda: vp.unacked == 0 and not vp.channels and vp.connection is not None,
+            lambda: vp.session.unacked == 0 and not vp.session.channels and vp.connection is not None,
             10,
             "the session to settle (%s)" % (self.why(),),
         )
@@ -313,10 +313,10 @@ class FaultRoundsMixin(InProcessDaemonMixin):
             # Forget closed relay pairs so that a long soak does not grow.
             relay.pairs[:] = relay.live
         cuts = sum(1 for kind in kinds if kind in CUTTING)
-        self.assertEqual(vp.resumes, cuts, self.why())
+        self.assertEqual(vp.session.resumes, cuts, self.why())
         sys.stderr.write(
             "%s: %d faults, %d resumes, outages %s s; %s\n"
-            % (self.id(), len(kinds), vp.resumes, ", ".join("%.0f" % o for o in self.outages), self.why())
+            % (self.id(), len(kinds), vp.session.resumes, ", ".join("%.0f" % o for o in self.outages), self.why())
         )
 
         # Shutting down frees everything: no session, socket or connection.

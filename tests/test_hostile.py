@@ -25,9 +25,9 @@ from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from sc_remoted import scamper as scamperModule
 from sc_remoted import vp as vpModule
 from sc_remoted.controller import Controller
+from sc_remoted.engine import Timeouts
 from sc_remoted.flow import FlowControl
 from sc_remoted.limits import Limits
 from sc_remoted.service import makeRemotedService
@@ -178,15 +178,20 @@ class HostileTestCase(TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        self.patch(scamperModule, "REGISTRATION_TIMEOUT", self.registrationTimeout)
         self.patch(
-            vpModule, "FlowControl", lambda vp, clock: FlowControl(vp, clock, stallLimit=STALL_LIMIT)
+            vpModule, "FlowControl", lambda *args: FlowControl(*args, stallLimit=STALL_LIMIT)
         )
         self.events: List[dict] = []
         globalLogPublisher.addObserver(self.events.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
         self.directory = makeSocketsDirectory(self)
-        self.controller = Controller(reactor, self.directory, zombieTime=60, limits=self.limits)
+        self.controller = Controller(
+            reactor,
+            self.directory,
+            zombieTime=60,
+            limits=self.limits,
+            timeouts=Timeouts(registration=self.registrationTimeout),
+        )
         # The backlog the daemon's own listeners use (sc_remoted.listen).
         endpoint = PortRecordingEndpoint(
             TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK, backlog=socket.SOMAXCONN)

@@ -18,7 +18,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from sc_remoted.service import removeStaleSockets
+from sc_remoted.sockets import removeStaleSockets
 from sc_remoted.wire import encodeMasterNew
 
 from .realprocs import LOOPBACK, freePort, makeSocketsDirectory, sockets, spawn, waitFor

@@ -7,6 +7,7 @@ client, and the command line.
 import os
 import tempfile
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -47,7 +48,7 @@ from sc_remoted.mux.listen import (
     parseMuxPort,
 )
 from sc_remoted.mux.metadata import Metadata, MetadataError, parseMetadata
-from sc_remoted.mux.server import MuxFactory, formatArrival, peerHost
+from sc_remoted.mux.server import MuxFactory, formatArrival, vantagePointAttributes
 from sc_remoted.service import ControllerService, SighupService
 from sc_remoted.tap import Options, makeService
 from sc_remoted.wire import encodeAck, encodeFrame, encodeMasterNew, encodeMasterRes
@@ -209,11 +210,26 @@ class MetadataTests(SynchronousTestCase):
 
 
 class AttributeHelperTests(SynchronousTestCase):
-    def test_peerHost(self):
-        self.assertEqual(peerHost("192.0.2.1:4000"), ("192.0.2.1", None))
-        self.assertEqual(peerHost("2001:db8::1.1026"), (None, "2001:db8::1"))
-        self.assertEqual(peerHost("::1.5"), (None, "::1"))
-        self.assertEqual(peerHost(""), (None, None))
+    def test_addressAttributes(self):
+        """
+        The address attribute comes from the connection's address, IPv4 or
+        IPv6 (without a scope), not from re-parsing the peer string.
+        """
+
+        class Stub:
+            monitorname = None
+            connectedAt = 5.0
+
+        def attributes(address):
+            vp = Stub()
+            vp.address = address
+            return dict(vantagePointAttributes(vp, None))
+
+        self.assertEqual(attributes(IPv4Address("TCP", "192.0.2.1", 4000))[int(Attribute.IPV4)], "192.0.2.1")
+        v6 = attributes(IPv6Address("TCP", "fe80::1%eth0", 1026))
+        self.assertEqual(v6[int(Attribute.IPV6)], "fe80::1")
+        self.assertNotIn(int(Attribute.IPV4), v6)
+        self.assertEqual(attributes(None), {int(Attribute.ARRIVAL): "5.000000"})
 
     def test_arrival(self):
         self.assertEqual(formatArrival(1700000000.25), "1700000000.250000")
@@ -431,7 +447,8 @@ class ChannelTests(MuxSessionTestCase):
         self.assertEqual(self.client.received(), [(5, b"data\n")])
 
     def test_channelLimit(self):
-        self.controller.limits = type(self.controller.limits)(maxChannels=1)
+        for vp in self.controller.vantagePoints():
+            vp.maxChannels = 1
         self.openChannel(5)
         self.client.open(1, 6)
         self.assertEqual(self.client.received(), [ChannelClose(6)])

@@ -249,7 +249,7 @@ class MuxSocketFileTests(MuxDaemonMixin, TestCase):
     def test_modeAndStale(self):
         import socket as socketModule
 
-        from sc_remoted.mux.server import MuxSocketError, clearStaleSocket
+        from sc_remoted.sockets import PathTaken, clearStaleSocket
 
         directory = makeSocketsDirectory(self)
         path = os.path.join(directory, "mux")
@@ -262,10 +262,10 @@ class MuxSocketFileTests(MuxDaemonMixin, TestCase):
         live.bind(path)
         live.listen(1)
         self.addCleanup(live.close)
-        self.assertRaises(MuxSocketError, clearStaleSocket, path)
+        self.assertRaises(PathTaken, clearStaleSocket, path)
         other = os.path.join(directory, "file")
         open(other, "w").close()
-        self.assertRaises(MuxSocketError, clearStaleSocket, other)
+        self.assertRaises(PathTaken, clearStaleSocket, other)
 
     @defer.inlineCallbacks
     def test_socketMode(self):

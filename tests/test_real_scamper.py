@@ -210,7 +210,7 @@ class ResumeTests(InProcessDaemonMixin, TestCase):
         startScamper(self, reactor, relay.port)
         before = yield waitForSocket(reactor, self.directory, 10)
         vp = self.onlyVantagePoint()
-        self.assertEqual(vp.resumes, 0)
+        self.assertEqual(vp.session.resumes, 0)
 
         # A: a quick ping that completes before the freeze, and a slower
         # one whose result scamper sends while the relay is frozen.
@@ -219,7 +219,7 @@ class ResumeTests(InProcessDaemonMixin, TestCase):
         )
         yield sleep(reactor, 2.5)
         # Both commands have reached scamper (so ping -c 6 is running).
-        yield waitFor(reactor, lambda: vp.unacked == 0, 5, "scamper to acknowledge the commands")
+        yield waitFor(reactor, lambda: vp.session.unacked == 0, 5, "scamper to acknowledge the commands")
         self.assertTrue(first.running, first.output())
         relay.freeze()
         yield sleep(reactor, 1.0)
@@ -227,14 +227,14 @@ class ResumeTests(InProcessDaemonMixin, TestCase):
         # B connects while the relay is frozen: its CHANNEL_NEW (and what
         # follows) waits, unacknowledged, in our daemon.
         second, secondWarts = self.startAttach(before, ["ping -c 2 -i 1 127.0.0.3"], "second")
-        yield waitFor(reactor, lambda: len(vp.channels) == 2, 5, "the second channel")
+        yield waitFor(reactor, lambda: len(vp.session.channels) == 2, 5, "the second channel")
         # ping -c 6 ends about 6.5 s after the start: its result is swallowed.
         yield sleep(reactor, 5.5)
         (frozen,) = relay.live
         # More than ACKs: the DATA of a ping result is a few hundred bytes.
         self.assertGreater(frozen.swallowed["toTarget"], 200, "no result from scamper was swallowed")
         self.assertGreater(frozen.swallowed["fromTarget"], 0, "nothing from the daemon was swallowed")
-        self.assertGreater(vp.unacked, 0)
+        self.assertGreater(vp.session.unacked, 0)
         relay.cut()
 
         # The zombie period: no socket file, clients still connected.
@@ -246,12 +246,12 @@ class ResumeTests(InProcessDaemonMixin, TestCase):
         self.assertEqual(sockets(self.directory), [])
         self.assertTrue(first.running, first.output())
         self.assertTrue(second.running, second.output())
-        self.assertEqual(len(vp.channels), 2)
+        self.assertEqual(len(vp.session.channels), 2)
 
         # scamper reconnects 30 to 61 s after the cut, with MASTER_RES.
         yield waitFor(
             reactor,
-            lambda: vp.resumes == 1 and vp.connection is not None,
+            lambda: vp.session.resumes == 1 and vp.connection is not None,
             75,
             "scamper to resume",
             interval=0.2,
@@ -272,7 +272,7 @@ class ResumeTests(InProcessDaemonMixin, TestCase):
         self.assertEqual(replyCounts(firstText), {"127.0.0.1": 1, "127.0.0.2": 6}, firstText)
         self.assertEqual(pingRecords(secondText), ["127.0.0.3"], secondText)
         self.assertEqual(replyCounts(secondText), {"127.0.0.3": 2}, secondText)
-        self.assertEqual(vp.resumes, 1)
-        self.assertEqual(vp.unacked, 0)
+        self.assertEqual(vp.session.resumes, 1)
+        self.assertEqual(vp.session.unacked, 0)
 
     test_resumeAfterCut.timeout = 150  # type: ignore[attr-defined]

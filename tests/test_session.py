@@ -8,7 +8,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from sc_remoted import wire
-from sc_remoted.scamper import KEEPALIVE_INTERVAL, REGISTRATION_TIMEOUT, SILENCE_TIMEOUT
+from sc_remoted.engine import KEEPALIVE_INTERVAL, REGISTRATION_TIMEOUT, SILENCE_TIMEOUT
 from sc_remoted.wire import Frame, encodeAck, encodeFrame, encodeMasterNew, encodeMasterRes
 
 from .fakes import FakeClient, FakeScamper, makeController
@@ -153,7 +153,7 @@ class RelayTests(SessionTestCase):
         self.scamper.send(channelFin(1, 1))
         self.assertEqual(self.scamper.received(), [Frame(2, 0, encodeAck(2, 1)[10:])])
         self.assertTrue(client.gotEOF)
-        self.assertEqual(self.controller.vantagePoints()[0].channels, {})
+        self.assertEqual(self.controller.vantagePoints()[0].session.channels, {})
 
     def test_scamperFinFirst(self):
         """scamper's FIN alone closes the client; no FIN goes back."""
@@ -235,7 +235,7 @@ class ZombieTests(SessionTestCase):
         self.assertEqual(self.reactor.socketNames(), ["127.0.0.1:50958"])
         resumed.send(encodeAck(0, 1) + encodeAck(0, 2) + encodeFrame(0, 1, b"OK id-1\n"))
         self.assertEqual(client.read(), b"OK id-1\n")
-        self.assertEqual(self.controller.vantagePoints()[0].resumes, 1)
+        self.assertEqual(self.controller.vantagePoints()[0].session.resumes, 1)
 
     def test_expiry(self):
         """An unresumed zombie is freed after the zombie time; clients get EOF."""
@@ -276,7 +276,7 @@ class ZombieTests(SessionTestCase):
         self.assertEqual(again.receivedBytes(), wire.encodeMasterId("127.0.0.1:50958"))
         self.assertTrue(client.gotEOF)
         [vp] = self.controller.vantagePoints()
-        self.assertEqual((vp.name, vp.sndNxt, vp.rcvNxt), ("127.0.0.1:50958", 0, 0))
+        self.assertEqual((vp.name, vp.session.sndNxt, vp.session.rcvNxt), ("127.0.0.1:50958", 0, 0))
 
     def test_liveMagicRefused(self):
         """MASTER_NEW with a live session's magic is closed silently, as in C."""
@@ -406,8 +406,8 @@ class ObserverTests(SessionTestCase):
         client.write(b"abc")
         self.scamper.send(encodeFrame(0, 1, b"hello"))
         vp = self.controller.vantagePoints()[0]
-        self.assertEqual((vp.framesOut, vp.bytesOut), (2, 5 + 3))
-        self.assertEqual((vp.framesIn, vp.bytesIn), (2, 5 + 5))
+        self.assertEqual((vp.session.framesOut, vp.session.bytesOut), (2, 5 + 3))
+        self.assertEqual((vp.session.framesIn, vp.session.bytesIn), (2, 5 + 5))
 
 
 class EarlyHeaderTests(SessionTestCase):

@@ -250,10 +250,10 @@ class Peer:
             assert "/sockets/" + self.vp.name in self.machine.reactor.sockets
         if self.registered:
             vp = self.vp
-            assert vp.rcvNxt == self.daemonHas, (vp.rcvNxt, self.daemonHas)
+            assert vp.session.rcvNxt == self.daemonHas, (vp.session.rcvNxt, self.daemonHas)
             if self.conn is not None and not self.frozen:
-                assert vp.sndNxt == self.rcvNxt, (vp.sndNxt, self.rcvNxt)
-                assert vp.unacked == len(self.pendingAcks), (vp.unacked, self.pendingAcks)
+                assert vp.session.sndNxt == self.rcvNxt, (vp.session.sndNxt, self.rcvNxt)
+                assert vp.session.unacked == len(self.pendingAcks), (vp.session.unacked, self.pendingAcks)
             if self.conn is None:
                 assert vp.connection is None
                 assert "/sockets/" + vp.name not in self.machine.reactor.sockets
@@ -435,8 +435,8 @@ class SessionMachine(RuleBasedStateMachine):
     @rule(channel=st.integers(1, 0xFFFFFFFF), payload=st.binary(max_size=20), fin=st.booleans())
     def unknownChannel(self, channel, payload, fin):
         a = self.a
-        if channel in a.vp.channels:
-            channel = max(a.vp.channels) + 1
+        if channel in a.vp.session.channels:
+            channel = max(a.vp.session.channels) + 1
         if fin:
             a.sendRaw(encodeFrame(a.daemonHas, 0, wire.channelFinPayload(channel)))
         else:
@@ -527,8 +527,8 @@ class SessionMachine(RuleBasedStateMachine):
             peer = {"a": self.a, "b": self.b}.get(stolen)
             if peer is not None and peer.vp is not None and peer.registered:
                 vp = peer.vp
-                if rcvNxt == vp.sndNxt or any(seq == rcvNxt for seq, _ in vp._unacked):
-                    rcvNxt = (vp.sndNxt + 0x40000000) & 0xFFFFFFFF
+                if rcvNxt == vp.session.sndNxt or any(seq == rcvNxt for seq in vp.session.unackedSequences()):
+                    rcvNxt = (vp.session.sndNxt + 0x40000000) & 0xFFFFFFFF
             intruder = FakeScamper(self.controller, port=self.nextPort())
             intruder.send(encodeMasterRes(magic, rcvNxt, 0, 0))
             frames = intruder.received()

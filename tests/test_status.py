@@ -239,7 +239,7 @@ class RealScamperStatusTests(InProcessDaemonMixin, TestCase):
         startScamper(self, reactor, self.port, monitorname="statusvp")
         name = yield waitForSocket(reactor, self.directory, 20)
         yield self.attach(name, ["ping -c 2 127.0.0.1"])
-        yield waitFor(reactor, lambda: not self.onlyVantagePoint().channels, 20, "the channel to close")
+        yield waitFor(reactor, lambda: not self.onlyVantagePoint().session.channels, 20, "the channel to close")
         vp = self.onlyVantagePoint()
 
         response, body = yield self.get("/status")
@@ -256,7 +256,7 @@ class RealScamperStatusTests(InProcessDaemonMixin, TestCase):
         self.assertGreater(reported["messagesIn"], 0)
         self.assertGreater(reported["bytesOut"], len("ping -c 2 127.0.0.1\n"))
         # Counters keep moving (keepalive ACKs); compare against the VP.
-        self.assertLessEqual(reported["bytesIn"], vp.bytesIn)
+        self.assertLessEqual(reported["bytesIn"], vp.session.bytesIn)
         self.assertEqual(status["totals"]["connected"], 1)
 
         response, body = yield self.get("/metrics")

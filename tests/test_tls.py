@@ -48,7 +48,7 @@ from zope.interface import implementer
 import sc_remoted
 from sc_remoted.controller import Controller
 from sc_remoted.naming import socketName
-from sc_remoted.scamper import REGISTRATION_TIMEOUT
+from sc_remoted.engine import REGISTRATION_TIMEOUT
 from sc_remoted.service import SighupService, makeRemotedService
 from sc_remoted.tap import Options, makeService
 from sc_remoted.tls import (

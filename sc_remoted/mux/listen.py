@@ -15,13 +15,17 @@ from typing import TYPE_CHECKING, List, Optional
 from twisted.application.service import IService
 from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.logger import Logger
 
 from ..service import ListeningService, StartupError
 from .metadata import Metadata
-from .server import MuxFactory, MuxSocketError, clearStaleSocket
+from ..sockets import SocketFileError, clearStaleSocket
+from .server import MuxFactory
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..tls import ReloadableServerTLS
+
+log = Logger()
 
 
 class MuxPortError(ValueError):
@@ -105,9 +109,10 @@ class MuxSocketService(ListeningService):
 
     def privilegedStartService(self):
         try:
-            clearStaleSocket(self.path)
-        except MuxSocketError as e:
-            raise StartupError(str(e)) from None
+            if clearStaleSocket(self.path):
+                log.info("removed stale mux socket {path}", path=self.path, sc_event="mux.stale_socket_removed")
+        except SocketFileError as e:
+            raise StartupError("mux %s" % (e,)) from None
         umask = os.umask(0o077)
         try:
             return ListeningService.privilegedStartService(self)

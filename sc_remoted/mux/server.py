@@ -32,21 +32,22 @@ vantage points cannot take more from clients, reading from the mux
 connection stops.
 """
 
-import ipaddress
-import os
-import stat
 from typing import Dict, List, Optional, Set, Tuple
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..interfaces import IPausableEnd, IVantagePointObserver
-from ..probe import somebodyListens
+from ..engine import Channel, ChannelState
+from ..interfaces import IPausableEnd, IVantagePoint, IVantagePointObserver, IVantagePointRegistry
+from ..lifecycle import State
+from ..vp import ChannelRefused
 from .codec import (
     CONTROL_CHANNEL,
+    HEADER,
     MAX_CLIENT_MESSAGE,
     Attribute,
     ChannelClose,
@@ -56,7 +57,6 @@ from .codec import (
     MuxError,
     UnknownControl,
     encodeChannelClose,
-    encodeData,
     encodeGo,
     encodeVpDepart,
     encodeVpUpdate,
@@ -70,33 +70,13 @@ log = Logger()
 AttributeList = Tuple[Tuple[int, str], ...]
 
 
-def peerHost(peer: str) -> Tuple[Optional[str], Optional[str]]:
-    """
-    The IPv4 and IPv6 address (either may be L{None}) in one of the C
-    daemon's peer strings: C{a.b.c.d:port} or C{v6address.port}.
-    """
-    host, _, port = peer.rpartition(":")
-    if port.isdigit():
-        try:
-            return str(ipaddress.IPv4Address(host)), None
-        except ValueError:
-            pass
-    host, _, port = peer.rpartition(".")
-    if port.isdigit():
-        try:
-            return None, str(ipaddress.IPv6Address(host))
-        except ValueError:
-            pass
-    return None, None
-
-
 def formatArrival(seconds: float) -> str:
     """C{sec.usec}, as upstream formats a C{struct timeval}."""
     micros = int(round(seconds * 1000000))
     return "%d.%06d" % divmod(micros, 1000000)
 
 
-def vantagePointAttributes(vp, metadata: Optional[Metadata]) -> AttributeList:
+def vantagePointAttributes(vp: IVantagePoint, metadata: Optional[Metadata]) -> AttributeList:
     """
     What a VP_UPDATE says of C{vp}: its name, arrival time and address,
     then the meta-file's attributes for its name.
@@ -105,11 +85,11 @@ def vantagePointAttributes(vp, metadata: Optional[Metadata]) -> AttributeList:
     if vp.monitorname:
         attributes.append((int(Attribute.NAME), vp.monitorname))
     attributes.append((int(Attribute.ARRIVAL), formatArrival(vp.connectedAt)))
-    ipv4, ipv6 = peerHost(vp.peer)
-    if ipv4 is not None:
-        attributes.append((int(Attribute.IPV4), ipv4))
-    if ipv6 is not None:
-        attributes.append((int(Attribute.IPV6), ipv6))
+    address = vp.address
+    if isinstance(address, IPv4Address):
+        attributes.append((int(Attribute.IPV4), address.host))
+    elif isinstance(address, IPv6Address):
+        attributes.append((int(Attribute.IPV6), address.host.split("%", 1)[0]))
     if metadata is not None:
         attributes.extend(metadata.attributesFor(vp.monitorname))
     return tuple(attributes)
@@ -122,57 +102,47 @@ def vantagePointAttributes(vp, metadata: Optional[Metadata]) -> AttributeList:
 class MuxChannel:
     """
     One channel of a mux client to a vantage point: the channel end the
-    vantage point delivers to.
-
-    States: I{open} (relaying both ways); I{client finished} (the mux
-    connection dropped or the client reused the id: CHANNEL_FIN went to
-    scamper, what scamper still sends is dropped); I{closed} (scamper
-    finished it or the vantage point departed: CHANNEL_CLOSE went to the
-    client, nothing more is relayed).
+    vantage point delivers to.  Its life is the engine's channel's
+    (L{ChannelState}): what scamper sends after the client finished it
+    (the mux connection dropped, or the client reused the id) is dropped;
+    once scamper finished it, the client gets CHANNEL_CLOSE.
 
     @ivar clientChannel: the client's number for the channel.
-    @ivar number: scamper's number for it on the vantage point.
+    @ivar channel: the vantage point's handle for it, once open.
     """
 
-    def __init__(self, mux: "MuxProtocol", vp, clientChannel: int) -> None:
+    def __init__(self, mux: "MuxProtocol", vp: IVantagePoint, clientChannel: int) -> None:
         self.mux = mux
         self.vp = vp
         self.clientChannel = clientChannel
-        self.number: Optional[int] = None
-        self.clientFinished = False
-        self.closed = False
+        self.channel: Optional[Channel] = None
 
     def __repr__(self) -> str:
-        return "<MuxChannel %d -> %s channel %s>" % (self.clientChannel, self.vp.name, self.number)
+        return "<MuxChannel %d -> %s %r>" % (self.clientChannel, self.vp.name, self.channel)
 
     def open(self) -> None:
-        self.number = self.vp.openChannel(self)
+        """@raise ChannelRefused: past the vantage point's max-channels."""
+        self.channel = self.vp.openChannel(self)
 
     def clientData(self, data: bytes) -> None:
-        if not self.clientFinished and not self.closed:
-            assert self.number is not None
-            self.vp.clientData(self.number, data)
+        if self.channel is not None:
+            self.vp.send(self.channel, data)
 
     def finishFromClient(self) -> None:
         """The client will send nothing more: tell scamper, keep nothing."""
         self.mux.forget(self)
-        self.vp.flow.channelDrained(self)
-        if not self.clientFinished and not self.closed and self.number is not None:
-            self.clientFinished = True
-            self.vp.sendChannelFin(self.number)
+        if self.channel is not None:
+            self.vp.drained(self.channel)
+            self.vp.finish(self.channel)
 
     # IChannelEnd -------------------------------------------------------
 
-    def deliver(self, payload: bytes) -> None:
-        if not self.clientFinished and not self.closed:
-            self.mux.sendData(self.clientChannel, payload)
+    def deliver(self, payloads: List[bytes]) -> None:
+        if self.channel is not None and self.channel.state is ChannelState.OPEN:
+            self.mux.sendData(self.clientChannel, payloads)
 
     def scamperFinished(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if not self.clientFinished:
-            self.mux.channelClosed(self)
+        self.mux.channelClosed(self)
 
     # IPausableEnd ------------------------------------------------------
 
@@ -341,37 +311,37 @@ class MuxProtocol(Protocol):
         if vp is None:
             self._refuseOpen(message.channel_id, "no vantage point %d" % (message.vp_id,))
             return
-        limit = getattr(getattr(self.factory.controller, "limits", None), "maxChannels", None)
-        if limit is not None and len(vp.channels) >= limit:
-            log.warn(
-                "{vp}: mux channel refused: limit {limit} ({value}) reached",
-                vp=vp.name,
-                limit="max-channels",
-                value=limit,
-                sc_event="limit.refused",
-            )
-            self._refuseOpen(message.channel_id, "%s has %d channels open" % (vp.name, len(vp.channels)))
-            return
         end = MuxChannel(self, vp, message.channel_id)
+        try:
+            end.open()
+        except ChannelRefused as e:
+            self._refuseOpen(message.channel_id, str(e))
+            return
+        assert end.channel is not None
         self.channels[message.channel_id] = end
-        end.open()
         if self._congested:
-            vp.flow.channelCongested(end)
+            vp.congested(end.channel)
         log.info(
             "mux client {peer}: channel {clientChannel} opened to {vp} (channel {channel})",
             peer=self.peer,
             clientChannel=message.channel_id,
             vp=vp.name,
-            channel=end.number,
+            channel=end.channel.number,
             identifier=vp.identifier,
             sc_event="mux.channel_opened",
         )
 
     # Output ------------------------------------------------------------
 
-    def sendData(self, channel: int, payload: bytes) -> None:
+    def sendData(self, channel: int, payloads: List[bytes]) -> None:
+        """Relay one read's payloads for C{channel}: one write, no copies."""
         if not self._gone:
-            self.transport.write(encodeData(channel, payload))
+            pack = HEADER.pack
+            parts = []
+            for payload in payloads:
+                parts.append(pack(channel, len(payload)))
+                parts.append(payload)
+            self.transport.writeSequence(parts)
 
     def channelClosed(self, end: MuxChannel) -> None:
         """scamper finished C{end}, or its vantage point departed."""
@@ -414,10 +384,11 @@ class MuxProtocol(Protocol):
             return
         self._congested = congested
         for end in list(self.channels.values()):
+            assert end.channel is not None
             if congested:
-                end.vp.flow.channelCongested(end)
+                end.vp.congested(end.channel)
             else:
-                end.vp.flow.channelDrained(end)
+                end.vp.drained(end.channel)
 
     def pauseFor(self, end: MuxChannel) -> None:
         if end not in self._pausedBy:
@@ -488,7 +459,7 @@ class MuxFactory(Factory):
     protocol = MuxProtocol
     noisy = False
 
-    def __init__(self, controller, metadata: Optional[Metadata] = None) -> None:
+    def __init__(self, controller: IVantagePointRegistry, metadata: Optional[Metadata] = None) -> None:
         self.controller = controller
         self.metadata = metadata
         self.clients: Set[MuxProtocol] = set()
@@ -496,18 +467,15 @@ class MuxFactory(Factory):
         if metadata is not None:
             metadata.addListener(self.metadataChanged)
 
-    def attributes(self, vp) -> AttributeList:
+    def attributes(self, vp: IVantagePoint) -> AttributeList:
         return vantagePointAttributes(vp, self.metadata)
 
-    def connectedVantagePoints(self) -> list:
-        return [vp for vp in self.controller.vantagePoints() if vp.connection is not None]
+    def connectedVantagePoints(self) -> List[IVantagePoint]:
+        return [vp for vp in self.controller.vantagePoints() if vp.state is State.CONNECTED]
 
-    def vantagePoint(self, identifier: int):
+    def vantagePoint(self, identifier: int) -> Optional[IVantagePoint]:
         """The vantage point (connected or awaiting a resume) with that id."""
-        for vp in self.controller.vantagePoints():
-            if vp.identifier == identifier:
-                return vp
-        return None
+        return self.controller.vantagePoint(identifier)
 
     def _announce(self, vp) -> None:
         attributes = self.attributes(vp)
@@ -534,44 +502,9 @@ class MuxFactory(Factory):
             self._announce(vp)
 
 
-# The UNIX socket --------------------------------------------------------
-
-
-class MuxSocketError(Exception):
-    """The mux socket path cannot be used; one line for the operator."""
-
-
-def clearStaleSocket(path: str) -> bool:
-    """
-    Make way for a new mux socket at C{path}: a socket file no process
-    listens on is removed (a crashed daemon's); a live one, or a file that
-    is not a socket, is refused.  Returns whether a file was removed.
-
-    @raise MuxSocketError: if the path is taken.
-    """
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return False
-    except OSError as e:
-        raise MuxSocketError("mux socket %s: %s" % (path, e.strerror))
-    if not stat.S_ISSOCK(mode):
-        raise MuxSocketError("mux socket %s: the path exists and is not a socket" % (path,))
-    try:
-        live = somebodyListens(path)
-    except OSError as e:
-        raise MuxSocketError("mux socket %s: %s" % (path, e.strerror))
-    if live:
-        raise MuxSocketError("mux socket %s: another process is listening on it" % (path,))
-    os.unlink(path)
-    log.info("removed stale mux socket {path}", path=path, sc_event="mux.stale_socket_removed")
-    return True
-
-
 __all__ = [
     "MuxChannel",
     "MuxFactory",
     "MuxProtocol",
-    "clearStaleSocket",
     "vantagePointAttributes",
 ]
