@@ -278,6 +278,7 @@ class ReadResult:
     then act on C{request} or C{error}, if any.
 
     @ivar toScamper: the bytes for scamper (the read's ACKs, together).
+    @ivar acks: the sequence numbers those ACKs acknowledge.
     @ivar deliveries: the payloads of each channel, in order, by channel,
         in the order the channels first appeared in the read.
     @ivar finished: channels scamper finished (CHANNEL_FIN) in this read,
@@ -290,10 +291,11 @@ class ReadResult:
         offending frame is still in C{deliveries}.
     """
 
-    __slots__ = ("toScamper", "deliveries", "finished", "request", "error")
+    __slots__ = ("toScamper", "acks", "deliveries", "finished", "request", "error")
 
     def __init__(self) -> None:
         self.toScamper = b""
+        self.acks: List[int] = []
         self.deliveries: Dict[Channel, List[bytes]] = {}
         self.finished: List[Channel] = []
         self.request: Optional[Request] = None
@@ -321,6 +323,8 @@ class Link:
         self._paused = False
         self._held = bytearray()
         self._needed = 0
+        self._headerNew = False
+        self._undecoded = False
 
     def attach(self, session: Session) -> None:
         """Serve C{session} from now on (after MASTER_ID or MASTER_OK)."""
@@ -336,44 +340,93 @@ class Link:
     def receive(self, data: bytes, now: float) -> ReadResult:
         """
         Decode one read.  C{data} may cut frames anywhere; an incomplete
-        last frame is held back for the next call.
+        last frame is held back for the next call.  The read itself is
+        never copied: a frame held from the last read is completed from
+        its first bytes, and the rest is decoded in place.
         """
         result = ReadResult()
         if self.closed:
             return result
         if data:
             self.lastReceived = now
+        start = 0
         held = self._held
-        if held:
+        if held and self._undecoded:
+            # What followed a registration request has not been looked at
+            # yet: decode it now as if it had just arrived (a rare path,
+            # where a copy costs nothing).
+            self._undecoded = False
             held += data
-            if len(held) < self._needed:
-                return result
             data = bytes(held)
             held.clear()
-        if self.session is None:
-            offset = self._register(data, result)
-        else:
-            offset = self._established(data, self.session, result)
-        if offset < len(data) and result.error is None:
-            held += memoryview(data)[offset:]
-            self._needed = HEADER_SIZE
-            if len(held) >= HEADER_SIZE:
-                self._needed += _unpackHeader(held, 0)[2]
+        elif held:
+            start = self._completeHeld(data)
+            if len(held) < self._needed and not self._headerNew:
+                return result
+            frame = bytes(held)
+            held.clear()
+            used = self._decode(frame, 0, result)
+            if result.error is not None:
+                return result
+            if used < len(frame):
+                self._hold(frame, used)
+                return result
+        if start < len(data) and result.error is None and result.request is None:
+            start = self._decode(data, start, result)
+        if start < len(data) and result.error is None:
+            self._hold(data, start)
+            self._undecoded = result.request is not None
+        acks = result.acks
+        if acks and result.error is None:
+            assert self.session is not None
+            result.toScamper = encodeAcks(self.session.sndNxt, acks)
         return result
 
-    def _register(self, data: bytes, result: ReadResult) -> int:
+    def _completeHeld(self, data: bytes) -> int:
+        """
+        Move to the held frame what it lacks from the front of C{data}
+        (its header first, then its payload); return how much was taken.
+        """
+        held = self._held
+        before = len(held)
+        held += data[: max(0, self._needed - before)]
+        self._headerNew = False
+        if self._needed == HEADER_SIZE and len(held) == HEADER_SIZE:
+            # The header is complete now: it is checked at once, and the
+            # payload it announces is what the frame still lacks.
+            self._headerNew = True
+            self._needed += _unpackHeader(held, 0)[2]
+            taken = len(held) - before
+            held += data[taken : taken + self._needed - HEADER_SIZE]
+        return len(held) - before
+
+    def _hold(self, data: bytes, start: int) -> None:
+        """Keep C{data[start:]}, an incomplete frame, for the next read."""
+        held = self._held
+        held += memoryview(data)[start:]
+        self._needed = HEADER_SIZE
+        if len(held) >= HEADER_SIZE:
+            self._needed += _unpackHeader(held, 0)[2]
+
+    def _decode(self, data: bytes, start: int, result: ReadResult) -> int:
+        """Decode C{data} from C{start}; return where decoding stopped."""
+        if self.session is None:
+            return self._register(data, start, result)
+        return self._established(data, start, self.session, result)
+
+    def _register(self, data: bytes, offset: int, result: ReadResult) -> int:
         """The first frame: MASTER_NEW or MASTER_RES, and nothing past it."""
-        if len(data) < HEADER_SIZE:
-            return 0
-        seq, channel, length = _unpackHeader(data, 0)
+        if len(data) - offset < HEADER_SIZE:
+            return offset
+        seq, channel, length = _unpackHeader(data, offset)
         if seq != 0:
             result.error = "got seq %d expected 0" % (seq,)
         elif channel != CONTROL_CHANNEL:
             result.error = "data on channel %d before MASTER_NEW" % (channel,)
-        elif HEADER_SIZE + length <= len(data):
-            stop = HEADER_SIZE + length
+        elif offset + HEADER_SIZE + length <= len(data):
+            stop = offset + HEADER_SIZE + length
             try:
-                message = parseControl(data[HEADER_SIZE:stop])
+                message = parseControl(data[offset + HEADER_SIZE : stop])
             except WireError as e:
                 result.error = str(e)
                 return stop
@@ -382,21 +435,20 @@ class Link:
             else:
                 result.error = "%s before MASTER_NEW" % (type(message).__name__,)
             return stop
-        return 0
+        return offset
 
-    def _established(self, data: bytes, session: Session, result: ReadResult) -> int:
+    def _established(self, data: bytes, offset: int, session: Session, result: ReadResult) -> int:
         """
         Every frame of an attached connection: the hot path, one pass over
         the read with no call per frame but for the rare control message.
         """
         channels = session.channels
         deliveries = result.deliveries
-        acks: List[int] = []
+        acks = result.acks
         rcvNxt = session.rcvNxt
-        offset = 0
         end = len(data)
+        first = offset
         frames = 0
-        payloadBytes = 0
         error = None
         while end - offset >= HEADER_SIZE:
             seq, number, length = _unpackHeader(data, offset)
@@ -431,15 +483,12 @@ class Link:
                     acks.append(seq)
                     rcvNxt = (seq + 1) & SEQ_MASK
             frames += 1
-            payloadBytes += length
             offset = stop
         session.rcvNxt = rcvNxt
         session.framesIn += frames
-        session.bytesIn += payloadBytes
+        session.bytesIn += offset - first - frames * HEADER_SIZE
         if error is not None:
             result.error = error
-        elif acks:
-            result.toScamper = encodeAcks(session.sndNxt, acks)
         return offset
 
     def _control(self, session: Session, payload: bytes, result: ReadResult) -> bool:
