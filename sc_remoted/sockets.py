@@ -23,6 +23,8 @@ from twisted.internet.interfaces import IListeningPort, IReactorUNIX
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from .naming import LONGEST_IPV4_PEER, LONGEST_IPV6_PEER
+
 log = Logger()
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.
@@ -46,7 +48,42 @@ def checkPathLength(path: str) -> None:
     @raise SocketFileError: if C{path} does not fit in a UNIX socket address.
     """
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
-        raise SocketFileError("socket path %s is longer than %d bytes" % (path, MAX_SOCKET_PATH))
+        raise SocketFileError("%s: longer than the %d-byte limit of a socket path" % (path, MAX_SOCKET_PATH))
+
+
+def checkSocketsDirectory(directory: str, insecure: bool = False) -> None:
+    """
+    Check, at startup, that vantage points' sockets can be made in
+    C{directory}: it is a directory; unless C{insecure}, it is this
+    process's own and not writable by group or others (anyone else who
+    can write there could put a symlink where a socket is about to be
+    made, or replace a vantage point's socket); and the longest name a
+    vantage point can get still fits in a socket path.
+
+    @raise SocketFileError: saying what is wrong, without the path.
+    """
+    try:
+        status = os.stat(directory)
+    except OSError as e:
+        raise SocketFileError(e.strerror)
+    mode = status.st_mode
+    if not stat.S_ISDIR(mode):
+        raise SocketFileError("not a directory")
+    if not insecure:
+        if status.st_uid != os.geteuid():
+            raise SocketFileError(
+                "owned by uid %d, not by this daemon's uid %d (--insecure-sockets-dir to accept)"
+                % (status.st_uid, os.geteuid())
+            )
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise SocketFileError(
+                "writable by group or others (mode %04o; --insecure-sockets-dir to accept)" % (stat.S_IMODE(mode),)
+            )
+    longest = os.path.join(directory, max(LONGEST_IPV4_PEER, LONGEST_IPV6_PEER, key=len))
+    if len(os.fsencode(longest)) > MAX_SOCKET_PATH:
+        raise SocketFileError(
+            "too long; socket paths such as %s exceed the %d-byte limit" % (longest, MAX_SOCKET_PATH)
+        )
 
 
 def listenUNIX(reactor: IReactorUNIX, path: str, factory: Factory, mode: int) -> IListeningPort:

@@ -3,7 +3,6 @@ The C{twistd sc_remoted} command line: L{Options} and L{makeService}.
 """
 
 import os
-import stat
 
 from twisted.application.service import IService
 from twisted.internet import reactor as globalReactor
@@ -12,8 +11,7 @@ from twisted.python import usage
 from .controller import DEFAULT_ZOMBIE_TIME, MAX_ZOMBIE_TIME, Controller
 from .limits import Limits
 from .listen import PortSpecError, parsePortSpec
-from .naming import LONGEST_IPV4_PEER, LONGEST_IPV6_PEER
-from .sockets import MAX_SOCKET_PATH
+from .sockets import SocketFileError, checkPathLength, checkSocketsDirectory
 from .service import SighupService, makeRemotedService
 from .status import StatusEndpointError, makeStatusService, parseStatusEndpoint
 from .tls import ClientNameCheck, TLSConfigError, loadServerTLS
@@ -142,8 +140,10 @@ class Options(usage.Options):
         """The mux socket's path, the meta-file (loaded now) and the mux port."""
         if self["mux"] is not None:
             self["mux"] = path = os.path.abspath(self["mux"])
-            if len(os.fsencode(path)) > MAX_SOCKET_PATH:
-                raise usage.UsageError("--mux %s: longer than the %d-byte limit of a socket path" % (path, MAX_SOCKET_PATH))
+            try:
+                checkPathLength(path)
+            except SocketFileError as e:
+                raise usage.UsageError("--mux %s" % (e,))
             if not os.path.isdir(os.path.dirname(path)):
                 raise usage.UsageError("--mux %s: no such directory %s" % (path, os.path.dirname(path)))
         muxing = self["mux"] is not None or self["mux-port"] is not None
@@ -175,33 +175,10 @@ class Options(usage.Options):
                 raise usage.UsageError("--mux-port: %s" % (e,))
 
     def _checkSocketsDirectory(self) -> None:
-        directory = self["sockets"]
         try:
-            status = os.stat(directory)
-        except OSError as e:
-            raise usage.UsageError("--sockets %s: %s" % (directory, e.strerror))
-        mode = status.st_mode
-        if not stat.S_ISDIR(mode):
-            raise usage.UsageError("--sockets %s: not a directory" % (directory,))
-        if not self["insecure-sockets-dir"]:
-            # Anyone else who can write there could put a symlink where a
-            # socket is about to be made, or replace a VP's socket.
-            if status.st_uid != os.geteuid():
-                raise usage.UsageError(
-                    "--sockets %s: owned by uid %d, not by this daemon's uid %d "
-                    "(--insecure-sockets-dir to accept)" % (directory, status.st_uid, os.geteuid())
-                )
-            if mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise usage.UsageError(
-                    "--sockets %s: writable by group or others (mode %04o; "
-                    "--insecure-sockets-dir to accept)" % (directory, stat.S_IMODE(mode))
-                )
-        longest = os.path.join(directory, max(LONGEST_IPV4_PEER, LONGEST_IPV6_PEER, key=len))
-        if len(os.fsencode(longest)) > MAX_SOCKET_PATH:
-            raise usage.UsageError(
-                "--sockets %s: too long; socket paths such as %s exceed the %d-byte limit"
-                % (directory, longest, MAX_SOCKET_PATH)
-            )
+            checkSocketsDirectory(self["sockets"], self["insecure-sockets-dir"])
+        except SocketFileError as e:
+            raise usage.UsageError("--sockets %s: %s" % (self["sockets"], e))
 
 
 def makeService(options: Options) -> IService:
