@@ -18,8 +18,13 @@ setup(
         "zope.interface",
         "prometheus_client",
     ],
-    # What the test suite needs beyond the daemon's own dependencies.
-    extras_require={"test": ["hypothesis", "cryptography"]},
+    extras_require={
+        # What the test suite needs beyond the daemon's own dependencies.
+        "test": ["hypothesis", "cryptography"],
+        # The static checks, pinned so that their verdict does not change
+        # with a new release (mypy.ini, ruff.toml; CI, tox -e typecheck,lint).
+        "check": ["mypy==2.4.1", "mypy-zope==1.0.17", "ruff==0.17.6"],
+    },
     entry_points={"console_scripts": ["sc_remoted = sc_remoted.cli:main"]},
     classifiers=[
         "Framework :: Twisted",

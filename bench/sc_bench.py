@@ -3,7 +3,7 @@
 sc_bench: a load generator and benchmark for sc_remoted.
 
 It plays many scamper instances speaking the real remote-control protocol
-(PROTOCOL.md section 1) over TCP on loopback, and the local programs on
+(docs/protocol.rst section 1) over TCP on loopback, and the local programs on
 the daemon's UNIX sockets, and measures either daemon: ours (the Twisted
 re-implementation, run with C{twistd sc_remoted} from this checkout) or
 the C C{sc_remoted} from Debian's scamper package.  Each scenario starts

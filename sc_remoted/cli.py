@@ -1,7 +1,7 @@
 """
 The C{sc_remoted} command: a drop-in for the C daemon's command line.
 
-It takes the C flags (PROTOCOL.md 3.1, 3.12), turns them into a C{twistd}
+It takes the C flags (docs/protocol.rst 3.1, 3.12), turns them into a C{twistd}
 command line for the C{sc_remoted} plugin, and runs twistd's own runner,
 so the service is the very one C{twistd sc_remoted} runs.  Where the
 two differ from plain twistd:

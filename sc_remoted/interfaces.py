@@ -8,7 +8,45 @@ Each module depends on these rather than on each other's classes, so
 that the dependencies point one way (docs/architecture.rst).
 """
 
+from typing import Any, Iterable, Protocol, cast
+
 from zope.interface import Attribute, Interface
+
+
+class StreamTransport(Protocol):
+    """
+    What this daemon uses of a connected Twisted stream transport (TCP,
+    TLS, UNIX): a static type only, since C{Protocol.transport} is typed
+    as a bare C{ITransport} that may be L{None}.  C{bufferSize} is
+    absent on a TLS transport.
+    """
+
+    bufferSize: int
+
+    def write(self, data: bytes) -> None: ...
+
+    def writeSequence(self, data: Iterable[bytes]) -> None: ...
+
+    def loseConnection(self) -> None: ...
+
+    def abortConnection(self) -> None: ...
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None: ...
+
+    def unregisterProducer(self) -> None: ...
+
+    def pauseProducing(self) -> None: ...
+
+    def resumeProducing(self) -> None: ...
+
+    def getPeer(self) -> Any: ...
+
+
+def connectedTransport(protocol: Any) -> StreamTransport:
+    """The transport of a connected C{protocol}."""
+    transport = protocol.transport
+    assert transport is not None, "%r is not connected" % (protocol,)
+    return cast(StreamTransport, transport)
 
 
 class IChannelEnd(Interface):

@@ -3,7 +3,7 @@ The local side: programs connected to a vantage point's UNIX socket.
 
 Each accepted connection is one channel to the remote scamper.  Bytes are
 relayed unchanged both ways.  Closing follows the C daemon's half-close
-rules (PROTOCOL.md 3.6): a client's EOF becomes CHANNEL_FIN to scamper
+rules (docs/protocol.rst 3.6): a client's EOF becomes CHANNEL_FIN to scamper
 while results keep flowing back; scamper's CHANNEL_FIN closes the client
 once everything queued for it is written.
 """
@@ -17,7 +17,7 @@ from zope.interface import implementer
 
 from .engine import Channel
 from .flow import TRANSPORT_BUFFER
-from .interfaces import IPausableEnd
+from .interfaces import IPausableEnd, StreamTransport, connectedTransport
 from .vp import ChannelRefused, VantagePoint
 
 
@@ -63,16 +63,19 @@ class LocalChannel(Protocol):
         """The channel number scamper knows this client by."""
         return self.channel.number if self.channel is not None else None
 
+    @property
+    def _out(self) -> StreamTransport:
+        return connectedTransport(self)
+
     def connectionMade(self) -> None:
-        assert self.transport is not None
         try:
             self.channel = self.vp.openChannel(self)
         except ChannelRefused:
             self._clientGone = True
-            self.transport.abortConnection()
+            self._out.abortConnection()
             return
-        self.transport.bufferSize = TRANSPORT_BUFFER  # type: ignore[attr-defined]
-        self.transport.registerProducer(_CongestionReporter(self.vp, self.channel), True)
+        self._out.bufferSize = TRANSPORT_BUFFER
+        self._out.registerProducer(_CongestionReporter(self.vp, self.channel), True)
 
     def dataReceived(self, data: bytes) -> None:
         if self.channel is not None:
@@ -101,30 +104,28 @@ class LocalChannel(Protocol):
     def deliver(self, payloads: List[bytes]) -> None:
         """Relay scamper's bytes, unless the client has gone."""
         if not self._clientGone:
-            assert self.transport is not None
-            self.transport.writeSequence(payloads)
+            self._out.writeSequence(payloads)
 
     def scamperFinished(self) -> None:
         """No more data will come: close the client once its data is out."""
         if not self._clientGone:
-            assert self.transport is not None
             # A streaming producer still registered would be resumed
             # instead of the connection being closed once the buffer
             # drains, and the client would never see EOF.
-            self.transport.unregisterProducer()
-            self.transport.loseConnection()
+            self._out.unregisterProducer()
+            self._out.loseConnection()
 
     def pauseReading(self) -> None:
         if not self._clientGone:
-            self.transport.pauseProducing()  # type: ignore[union-attr]
+            self._out.pauseProducing()
 
     def resumeReading(self) -> None:
         if not self._clientGone:
-            self.transport.resumeProducing()  # type: ignore[union-attr]
+            self._out.resumeProducing()
 
     def abort(self) -> None:
         if not self._clientGone:
-            self.transport.abortConnection()  # type: ignore[union-attr]
+            self._out.abortConnection()
 
 
 class LocalChannelFactory(Factory):
@@ -135,7 +136,7 @@ class LocalChannelFactory(Factory):
     def __init__(self, vp: VantagePoint) -> None:
         self.vp = vp
 
-    def buildProtocol(self, addr: object) -> LocalChannel:
+    def buildProtocol(self, addr: object) -> Optional[Protocol]:
         channel = LocalChannel(self.vp)
         channel.factory = self
         return channel

@@ -21,7 +21,7 @@ from zope.interface import implementer
 
 from .engine import Link, ReadResult, Timeouts
 from .flow import TRANSPORT_BUFFER
-from .interfaces import IScamperLink, IScamperSessions
+from .interfaces import IScamperLink, IScamperSessions, StreamTransport, connectedTransport
 from .naming import peerName
 from .vp import VantagePoint
 from .wire import FrameDecoder, MasterNew, describeFrame
@@ -54,9 +54,12 @@ class ScamperProtocol(Protocol):
         self._debugDecoder = FrameDecoder() if self._debug else None
         self.link = Link(clock.seconds(), timeouts)
 
+    @property
+    def _out(self) -> StreamTransport:
+        return connectedTransport(self)
+
     def connectionMade(self) -> None:
-        transport = self.transport
-        assert transport is not None
+        transport = self._out
         address: IAddress = transport.getPeer()
         if not isinstance(address, (IPv4Address, IPv6Address)):
             log.error(
@@ -65,13 +68,13 @@ class ScamperProtocol(Protocol):
                 sc_event="scamper.not_tcp",
             )
             self.link.closed = True
-            transport.abortConnection()  # type: ignore[attr-defined]
+            transport.abortConnection()
             return
         self.address = address
         self.peer = peerName(address)
         if not self._sessions.connectionOpened(self, address.host):
             self.link.closed = True
-            transport.abortConnection()  # type: ignore[attr-defined]
+            transport.abortConnection()
             return
         self._counted = address.host
         setNoDelay = getattr(transport, "setTcpNoDelay", None)
@@ -92,8 +95,7 @@ class ScamperProtocol(Protocol):
         """Send bytes to scamper now."""
         if self._debug:
             self._logFrames("sent", data)
-        assert self.transport is not None
-        self.transport.write(data)
+        self._out.write(data)
         self.link.lastSent = self._clock.seconds()
 
     def _logFrames(self, direction: str, data: bytes, decoder: Optional[FrameDecoder] = None) -> None:
@@ -156,11 +158,10 @@ class ScamperProtocol(Protocol):
 
     def attach(self, vp: VantagePoint) -> None:
         """Serve C{vp} from now on."""
-        assert self.transport is not None
         self.vp = vp
         vp.connection = self
         self.link.attach(vp.session)
-        self.transport.registerProducer(vp.flow, True)
+        self._out.registerProducer(vp.flow, True)
         vp.flow.connected()
 
     def setReadingPaused(self, paused: bool) -> None:
@@ -172,11 +173,10 @@ class ScamperProtocol(Protocol):
             return
         self._readingPaused = paused
         self.link.readingPaused(paused, self._clock.seconds())
-        assert self.transport is not None
         if paused:
-            self.transport.pauseProducing()  # type: ignore[attr-defined]
+            self._out.pauseProducing()
         else:
-            self.transport.resumeProducing()  # type: ignore[attr-defined]
+            self._out.resumeProducing()
 
     def abandon(self) -> None:
         """
@@ -185,22 +185,19 @@ class ScamperProtocol(Protocol):
         """
         self._detach()
         self.link.closed = True
-        assert self.transport is not None
-        self.transport.abortConnection()  # type: ignore[attr-defined]
+        self._out.abortConnection()
 
     def refuse(self, frame: bytes) -> None:
         """Write a last frame (MASTER_REJ) and close once it is out."""
         self.write(frame)
         self.link.closed = True
-        assert self.transport is not None
-        self.transport.loseConnection()
+        self._out.loseConnection()
 
     def _detach(self) -> None:
         vp = self.vp
         if vp is not None and vp.connection is self:
             vp.connection = None
-            assert self.transport is not None
-            self.transport.unregisterProducer()  # type: ignore[attr-defined]
+            self._out.unregisterProducer()
         self.vp = None
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -263,7 +260,7 @@ class ScamperFactory(Factory):
         self.clock = clock
         self.timeouts = timeouts
 
-    def buildProtocol(self, addr: IAddress) -> ScamperProtocol:
+    def buildProtocol(self, addr: Optional[IAddress]) -> ScamperProtocol:
         protocol = ScamperProtocol(self.sessions, self.clock, self.timeouts)
         protocol.factory = self
         return protocol

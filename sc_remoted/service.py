@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, List, Optional
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 
 from .controller import Controller
@@ -122,7 +122,7 @@ def makeRemotedService(
     """
     top = MultiService()
     ControllerService(controller).setServiceParent(top)
-    factory = controller.scamperFactory()
+    factory: IProtocolFactory = controller.scamperFactory()
     if tls is not None:
         factory = tls.wrapFactory(factory, controller.reactor)
     for endpoint in endpoints:

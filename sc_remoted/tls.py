@@ -14,7 +14,7 @@ With a certificate and key every connection on the scamper port is TLS
     certificate for the next connection and leaves live ones alone; a
     failed reload keeps the previous context.
   - L{ClientNameCheck}: with C{--tls-ca}, after MASTER_NEW the monitorname
-    must be one of the names of the client certificate (PROTOCOL.md 3.11).
+    must be one of the names of the client certificate (docs/protocol.rst 3.11).
   - L{TLSServerFactory}: logs, once, a handshake that failed.
 """
 

@@ -7,7 +7,7 @@ payload starts with a one-byte type.  L{FrameDecoder} turns a byte stream
 into L{Frame}s, L{parseControl} turns a control payload into one of the
 immutable message classes below, and the C{encode*} functions build the
 bytes that go on the wire.  The layouts are those of
-C{scamper_control.c} and C{sc_remoted.c}; see PROTOCOL.md section 1.
+C{scamper_control.c} and C{sc_remoted.c}; see docs/protocol.rst section 1.
 """
 
 import struct
@@ -97,7 +97,7 @@ class FrameDecoder:
             buffer += data
             data = bytes(buffer)
             buffer.clear()
-        frames = []
+        frames: List[Frame] = []
         append = frames.append
         offset = 0
         end = len(data)

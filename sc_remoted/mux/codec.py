@@ -8,7 +8,7 @@ bytes of scamper's text control protocol.  L{MuxDecoder} cuts a byte
 stream into L{MuxFrame}s, L{parseControl} turns a control payload into one
 of the immutable message classes, and the C{encode*} functions build
 bytes.  The layouts are those of upstream sc_remoted 1.162 and
-libscamperctrl (MUX.md).
+libscamperctrl (docs/mux.rst).
 """
 
 import struct
@@ -42,7 +42,7 @@ class MuxType(IntEnum):
 
 
 class Attribute(IntEnum):
-    """The attribute numbers of a VP_UPDATE (MUX.md, not sc_remoted.c's comment)."""
+    """The attribute numbers of a VP_UPDATE (docs/mux.rst, not sc_remoted.c's comment)."""
 
     NAME = 1
     ARRIVAL = 2

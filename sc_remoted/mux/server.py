@@ -2,7 +2,7 @@
 The daemon's side of the mux: one L{MuxProtocol} per mux client, made by
 a L{MuxFactory} that follows the controller's vantage points.
 
-A client's session (MUX.md):
+A client's session (docs/mux.rst):
 
   - on accept it gets a VP_UPDATE for every connected vantage point, then
     GO, in one write;
@@ -42,7 +42,14 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..engine import Channel, ChannelState
-from ..interfaces import IPausableEnd, IVantagePoint, IVantagePointObserver, IVantagePointRegistry
+from ..interfaces import (
+    IPausableEnd,
+    IVantagePoint,
+    IVantagePointObserver,
+    IVantagePointRegistry,
+    StreamTransport,
+    connectedTransport,
+)
 from ..lifecycle import State
 from ..vp import ChannelRefused
 from .codec import (
@@ -200,9 +207,13 @@ class MuxProtocol(Protocol):
         self._congested = False
         self._pausedBy: Set[MuxChannel] = set()
 
+    @property
+    def _out(self) -> StreamTransport:
+        return connectedTransport(self)
+
     def connectionMade(self) -> None:
-        self.peer = describePeer(self.transport)
-        self.transport.registerProducer(_MuxCongestion(self), True)
+        self.peer = describePeer(self._out)
+        self._out.registerProducer(_MuxCongestion(self), True)
         self.factory.clients.add(self)
         messages = []
         for vp in self.factory.connectedVantagePoints():
@@ -210,7 +221,7 @@ class MuxProtocol(Protocol):
             self.known[vp.identifier] = attributes
             messages.append(encodeVpUpdate(vp.identifier, attributes))
         messages.append(encodeGo())
-        self.transport.writeSequence(messages)
+        self._out.writeSequence(messages)
         log.info(
             "mux client {peer} connected; told of {count} vantage points",
             peer=self.peer,
@@ -262,7 +273,7 @@ class MuxProtocol(Protocol):
         if isinstance(message, ChannelOpen):
             self._open(message)
         elif isinstance(message, ChannelClose):
-            # MUX.md: remoted ignores CHANNEL_CLOSE from clients; a client
+            # docs/mux.rst: remoted ignores CHANNEL_CLOSE from clients; a client
             # ends a channel with "done".
             pass
         elif isinstance(message, UnknownControl):
@@ -298,7 +309,7 @@ class MuxProtocol(Protocol):
         existing = self.channels.get(channel)
         if existing is not None:
             existing.finishFromClient()
-        self.transport.write(encodeChannelClose(channel))
+        self._out.write(encodeChannelClose(channel))
 
     def _open(self, message: ChannelOpen) -> None:
         if message.channel_id == CONTROL_CHANNEL:
@@ -341,14 +352,14 @@ class MuxProtocol(Protocol):
             for payload in payloads:
                 parts.append(pack(channel, len(payload)))
                 parts.append(payload)
-            self.transport.writeSequence(parts)
+            self._out.writeSequence(parts)
 
     def channelClosed(self, end: MuxChannel) -> None:
         """scamper finished C{end}, or its vantage point departed."""
         if self.channels.get(end.clientChannel) is end:
             self.forget(end)
             if not self._gone:
-                self.transport.write(encodeChannelClose(end.clientChannel))
+                self._out.write(encodeChannelClose(end.clientChannel))
 
     def forget(self, end: MuxChannel) -> None:
         if self.channels.get(end.clientChannel) is end:
@@ -371,11 +382,11 @@ class MuxProtocol(Protocol):
             messages.append(encodeVpDepart(vp.identifier))
         messages.append(encodeVpUpdate(vp.identifier, attributes))
         self.known[vp.identifier] = attributes
-        self.transport.writeSequence(messages)
+        self._out.writeSequence(messages)
 
     def departed(self, vp) -> None:
         if self.known.pop(vp.identifier, None) is not None and not self._gone:
-            self.transport.write(encodeVpDepart(vp.identifier))
+            self._out.write(encodeVpDepart(vp.identifier))
 
     # Flow --------------------------------------------------------------
 
@@ -394,17 +405,17 @@ class MuxProtocol(Protocol):
         if end not in self._pausedBy:
             self._pausedBy.add(end)
             if len(self._pausedBy) == 1 and not self._gone:
-                self.transport.pauseProducing()
+                self._out.pauseProducing()
 
     def resumeFor(self, end: MuxChannel) -> None:
         if end in self._pausedBy:
             self._pausedBy.discard(end)
             if not self._pausedBy and not self._gone:
-                self.transport.resumeProducing()
+                self._out.resumeProducing()
 
     def abort(self) -> None:
         if not self._gone:
-            self.transport.abortConnection()
+            self._out.abortConnection()
 
     # Departure ---------------------------------------------------------
 
@@ -456,7 +467,6 @@ class MuxFactory(Factory):
         changed.
     """
 
-    protocol = MuxProtocol
     noisy = False
 
     def __init__(self, controller: IVantagePointRegistry, metadata: Optional[Metadata] = None) -> None:
@@ -466,6 +476,11 @@ class MuxFactory(Factory):
         controller.addObserver(self)
         if metadata is not None:
             metadata.addListener(self.metadataChanged)
+
+    def buildProtocol(self, addr: object) -> Optional[Protocol]:
+        protocol = MuxProtocol()
+        protocol.factory = self
+        return protocol
 
     def attributes(self, vp: IVantagePoint) -> AttributeList:
         return vantagePointAttributes(vp, self.metadata)
