@@ -48,8 +48,7 @@ class Follower:
 class ListVantagePoints(Protocol):
     def connectionMade(self):
         for vp in self.factory.controller.vantagePoints():
-            state = "connected" if vp.connection is not None else "zombie"
-            self.transport.write(("%s %s %s\n" % (vp.name, vp.peer, state)).encode("utf-8"))
+            self.transport.write(("%s %s %s\n" % (vp.name, vp.peer, vp.state.value)).encode("utf-8"))
         self.transport.loseConnection()
 
 

@@ -171,6 +171,8 @@ class IVantagePoint(Interface):
 class IVantagePointRegistry(Interface):
     """Every vantage point of the process: what the mux and status page query."""
 
+    reactor = Attribute("Its IReactorTime: the clock of every vantage point's connectedAt.")
+
     def vantagePoints():
         """Every IVantagePoint, connected or zombie, oldest first."""
 

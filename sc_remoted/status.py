@@ -30,11 +30,9 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from . import __version__
-from .controller import Controller
-from .interfaces import IVantagePointObserver
+from .interfaces import IVantagePoint, IVantagePointObserver, IVantagePointRegistry
 from .lifecycle import State
 from .service import ListeningService
-from .vp import VantagePoint
 
 _COUNTERS = ("bytesIn", "bytesOut", "framesIn", "framesOut")
 
@@ -83,36 +81,36 @@ def parseStatusEndpoint(reactor, description: str, allowRemote: bool = False) ->
 @implementer(IVantagePointObserver)
 class Status:
     """
-    What the status port reports, read from a L{Controller} when asked.
+    What the status port reports, read from the registry when asked.
 
     @ivar startedAt: when this was made, in the reactor's seconds.
     @ivar arrived: vantage points registered since then.
     @ivar departed: vantage points freed, expired or replaced since then.
     """
 
-    def __init__(self, controller: Controller, clock=None) -> None:
+    def __init__(self, controller: IVantagePointRegistry, clock=None) -> None:
         self.controller = controller
         self.clock = clock if clock is not None else controller.reactor
         self.startedAt = self.clock.seconds()
         self.arrived = 0
         self.departed = 0
         self._retired = dict.fromkeys(_COUNTERS, 0)
-        self._since: Dict[VantagePoint, float] = {}
+        self._since: Dict[IVantagePoint, float] = {}
         controller.addObserver(self)
 
     # IVantagePointObserver ----------------------------------------------
 
-    def vantagePointArrived(self, vp: VantagePoint) -> None:
+    def vantagePointArrived(self, vp: IVantagePoint) -> None:
         self.arrived += 1
         self._since[vp] = self.clock.seconds()
 
-    def vantagePointDisconnected(self, vp: VantagePoint) -> None:
+    def vantagePointDisconnected(self, vp: IVantagePoint) -> None:
         self._since[vp] = self.clock.seconds()
 
-    def vantagePointResumed(self, vp: VantagePoint) -> None:
+    def vantagePointResumed(self, vp: IVantagePoint) -> None:
         self._since[vp] = self.clock.seconds()
 
-    def vantagePointDeparted(self, vp: VantagePoint) -> None:
+    def vantagePointDeparted(self, vp: IVantagePoint) -> None:
         self.departed += 1
         self._since.pop(vp, None)
         for name in _COUNTERS:
@@ -120,11 +118,11 @@ class Status:
 
     # Reading ------------------------------------------------------------
 
-    def since(self, vp: VantagePoint) -> float:
+    def since(self, vp: IVantagePoint) -> float:
         """When C{vp} entered its current state (connected or zombie)."""
         return self._since.get(vp, vp.connectedAt)
 
-    def vantagePoint(self, vp: VantagePoint) -> Dict[str, Any]:
+    def vantagePoint(self, vp: IVantagePoint) -> Dict[str, Any]:
         return {
             "id": vp.identifier,
             "name": vp.name,
@@ -142,7 +140,7 @@ class Status:
             "messagesOut": vp.session.framesOut,
         }
 
-    def totals(self, vps: Optional[List[VantagePoint]] = None) -> Dict[str, Any]:
+    def totals(self, vps: Optional[List[IVantagePoint]] = None) -> Dict[str, Any]:
         """Process totals; the counters include departed vantage points."""
         if vps is None:
             vps = self.controller.vantagePoints()
@@ -305,7 +303,7 @@ def statusResource(status: Status) -> Resource:
     return root
 
 
-def makeStatusService(controller: Controller, endpoint: IStreamServerEndpoint) -> ListeningService:
+def makeStatusService(controller: IVantagePointRegistry, endpoint: IStreamServerEndpoint) -> ListeningService:
     """The service serving C{/status} and C{/metrics} on C{endpoint}."""
     status = Status(controller)
     site = StatusSite(statusResource(status))
