@@ -27,7 +27,7 @@ and what else happened.
 import enum
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from .lifecycle import Input, State, advance
 from .wire import (
@@ -445,11 +445,16 @@ class Link:
         channels = session.channels
         deliveries = result.deliveries
         acks = result.acks
+        ack = acks.append
         rcvNxt = session.rcvNxt
         end = len(data)
         first = offset
         frames = 0
         error = None
+        # Frames come in runs on one channel: its list is looked up once
+        # per run, not once per frame.
+        runChannel = CONTROL_CHANNEL
+        deliver: Callable[[bytes], None]
         while end - offset >= HEADER_SIZE:
             seq, number, length = _unpackHeader(data, offset)
             if seq != rcvNxt:
@@ -458,29 +463,35 @@ class Link:
             start = offset + HEADER_SIZE
             stop = start + length
             if number:
-                channel = channels.get(number)
-                if channel is None:
-                    error = "data for unknown channel %d" % (number,)
+                if number != runChannel:
+                    channel = channels.get(number)
+                    if channel is None:
+                        error = "data for unknown channel %d" % (number,)
+                        break
+                    if stop > end:
+                        break
+                    payloads = deliveries.get(channel)
+                    if payloads is None:
+                        payloads = deliveries[channel] = []
+                    deliver = payloads.append
+                    runChannel = number
+                elif stop > end:
                     break
-                if stop > end:
-                    break
-                payloads = deliveries.get(channel)
-                if payloads is None:
-                    deliveries[channel] = [data[start:stop]]
-                else:
-                    payloads.append(data[start:stop])
-                acks.append(seq)
+                deliver(data[start:stop])
+                ack(seq)
                 rcvNxt = (seq + 1) & SEQ_MASK
             else:
                 if stop > end:
                     break
+                # A CHANNEL_FIN may end the run's channel.
+                runChannel = CONTROL_CHANNEL
                 try:
                     acked = self._control(session, data[start:stop], result)
                 except WireError as e:
                     error = str(e)
                     break
                 if acked:
-                    acks.append(seq)
+                    ack(seq)
                     rcvNxt = (seq + 1) & SEQ_MASK
             frames += 1
             offset = stop
