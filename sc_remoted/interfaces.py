@@ -158,6 +158,9 @@ class IVantagePoint(Interface):
     def send(channel, data):
         """Relay a local client's bytes on C{channel} (dropped once finished)."""
 
+    def sendMany(reads):
+        """C{send} each C{(channel, data)} of C{reads}, in order, in one write."""
+
     def finish(channel):
         """The client of C{channel} will send nothing more (CHANNEL_FIN)."""
 

@@ -10,7 +10,7 @@ the session makes for scamper, and logs each channel's events once, for
 every kind of end.
 """
 
-from typing import Any, Optional, Union
+from typing import Any, List, Optional, Tuple, Union
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime
@@ -120,6 +120,11 @@ class VantagePoint:
     def send(self, channel: Channel, data: bytes) -> None:
         """Relay a client's bytes; nothing once the channel is finished."""
         self._toScamper(self.session.clientData(channel, data))
+
+    def sendMany(self, reads: List[Tuple[Channel, bytes]]) -> None:
+        """L{send} each of C{reads}, in order, in one write to scamper."""
+        clientData = self.session.clientData
+        self._toScamper(b"".join([clientData(channel, data) for channel, data in reads]))
 
     def finish(self, channel: Channel) -> None:
         """The client will send nothing more: CHANNEL_FIN, once."""

@@ -131,10 +131,6 @@ class MuxChannel:
         """@raise ChannelRefused: past the vantage point's max-channels."""
         self.channel = self.vp.openChannel(self)
 
-    def clientData(self, data: bytes) -> None:
-        if self.channel is not None:
-            self.vp.send(self.channel, data)
-
     def finishFromClient(self) -> None:
         """The client will send nothing more: tell scamper, keep nothing."""
         self.mux.forget(self)
@@ -245,14 +241,19 @@ class MuxProtocol(Protocol):
             )
             self.abort()
             return
+        # The data of one read goes to each vantage point in one write;
+        # a control message (which may open or finish a channel) first
+        # sends what came before it, so that order is kept.
+        batches: Dict[IVantagePoint, List[Tuple[Channel, bytes]]] = {}
         for channel, payload in frames:
             if self._gone:
                 return
             if channel == CONTROL_CHANNEL:
+                self._send(batches)
                 self._controlReceived(payload)
                 continue
             end = self.channels.get(channel)
-            if end is None:
+            if end is None or end.channel is None:
                 log.debug(
                     "mux client {peer}: {size} bytes for unknown channel {channel} dropped",
                     peer=self.peer,
@@ -261,7 +262,17 @@ class MuxProtocol(Protocol):
                     sc_event="mux.unknown_channel",
                 )
                 continue
-            end.clientData(payload)
+            batch = batches.get(end.vp)
+            if batch is None:
+                batches[end.vp] = [(end.channel, payload)]
+            else:
+                batch.append((end.channel, payload))
+        self._send(batches)
+
+    def _send(self, batches: Dict[IVantagePoint, List[Tuple[Channel, bytes]]]) -> None:
+        for vp, batch in batches.items():
+            vp.sendMany(batch)
+        batches.clear()
 
     def _controlReceived(self, payload: bytes) -> None:
         try:
