@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .engine import Channel
-from .flow import TRANSPORT_BUFFER
+from .flow import TRANSPORT_BUFFER, enlargeSendBuffer
 from .interfaces import IPausableEnd, StreamTransport, connectedTransport
 from .vp import ChannelRefused, VantagePoint
 
@@ -75,6 +75,7 @@ class LocalChannel(Protocol):
             self._out.abortConnection()
             return
         self._out.bufferSize = TRANSPORT_BUFFER
+        enlargeSendBuffer(self.transport)
         self._out.registerProducer(_CongestionReporter(self.vp, self.channel), True)
 
     def dataReceived(self, data: bytes) -> None:

@@ -42,6 +42,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..engine import Channel, ChannelState
+from ..flow import enlargeSendBuffer
 from ..interfaces import (
     IPausableEnd,
     IVantagePoint,
@@ -209,6 +210,7 @@ class MuxProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.peer = describePeer(self._out)
+        enlargeSendBuffer(self.transport)
         self._out.registerProducer(_MuxCongestion(self), True)
         self.factory.clients.add(self)
         messages = []
