@@ -76,6 +76,7 @@ class Controller:
         self.zombieTime = zombieTime
         self._byMagic: Dict[bytes, VantagePoint] = {}
         self._byIdentifier: Dict[int, VantagePoint] = {}
+        self._zombies: Dict[VantagePoint, None] = {}
         self._identifiers = itertools.count(1)
         self._closingListeners: List[defer.Deferred] = []
         self._observers: List[IVantagePointObserver] = []
@@ -193,10 +194,10 @@ class Controller:
             self.limits.maxChannels,
         )
         if not self._listen(vp, connection):
-            vp.session.advance(Input.SOCKET_FAILED)
+            self._advance(vp, Input.SOCKET_FAILED)
             connection.abandon()
             return
-        vp.session.advance(Input.REGISTERED)
+        self._advance(vp, Input.REGISTERED)
         self._byMagic[vp.magic] = vp
         self._byIdentifier[vp.identifier] = vp
         connection.attach(vp)
@@ -220,7 +221,7 @@ class Controller:
         problem = "no session holds its magic" if vp is None else vp.session.resumeProblem(message)
         if problem is not None:
             if vp is not None:
-                vp.session.advance(Input.RESUME_REJECTED)
+                self._advance(vp, Input.RESUME_REJECTED)
             log.info(
                 "{peer}: resume rejected: {reason}",
                 peer=connection.peer,
@@ -243,9 +244,9 @@ class Controller:
                 sc_event="vp.takeover",
             )
             previous.abandon()
-            vp.session.advance(Input.TAKEOVER)
+            self._advance(vp, Input.TAKEOVER)
         else:
-            vp.session.advance(Input.RESUME_ACCEPTED)
+            self._advance(vp, Input.RESUME_ACCEPTED)
             self._cancelZombieTimer(vp)
         self._stopListening(vp)
         if not self._listen(vp, connection):
@@ -278,11 +279,8 @@ class Controller:
         if self.zombieTime <= 0:
             self._free(vp, Input.RELEASED, "disconnected (%s)" % (reason,))
             return
-        vp.session.advance(Input.LINK_LOST)
-        self._stopListening(vp)
-        zombies = [other for other in self._byMagic.values() if other.state is State.ZOMBIE and other is not vp]
-        if len(zombies) >= self.limits.maxZombies:
-            oldest = min(zombies, key=lambda other: other.zombieSince)
+        if len(self._zombies) >= self.limits.maxZombies:
+            oldest = next(iter(self._zombies))
             log.warn(
                 "{vp}: freed early: limit max-zombies ({value}) reached",
                 vp=oldest.name,
@@ -290,7 +288,8 @@ class Controller:
                 sc_event="limit.zombie_freed",
             )
             self._free(oldest, Input.EVICTED, "too many zombies")
-        vp.zombieSince = self.reactor.seconds()
+        self._advance(vp, Input.LINK_LOST)
+        self._stopListening(vp)
         vp.zombieTimer = self.reactor.callLater(self.zombieTime, self._expire, vp)
         log.info(
             "{vp}: disconnected ({reason}); kept {zombieTime} s for a resume",
@@ -319,8 +318,21 @@ class Controller:
         if vp.state is not State.GONE:
             self._free(vp, Input.FREED, reason)
 
+    def _advance(self, vp: VantagePoint, event: Input) -> None:
+        """
+        Apply one lifecycle input to C{vp}.  Every transition goes through
+        here, so that the index of zombies (oldest first, for the
+        max-zombies limit) follows the states.
+        """
+        before = vp.state
+        after = vp.session.advance(event)
+        if before is State.ZOMBIE and after is not State.ZOMBIE:
+            del self._zombies[vp]
+        elif after is State.ZOMBIE and before is not State.ZOMBIE:
+            self._zombies[vp] = None
+
     def _free(self, vp: VantagePoint, event: Input, reason: str, logEvent: str = "vp.freed") -> None:
-        vp.session.advance(event)
+        self._advance(vp, event)
         del self._byMagic[vp.magic]
         del self._byIdentifier[vp.identifier]
         self._cancelZombieTimer(vp)

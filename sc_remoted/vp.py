@@ -67,7 +67,6 @@ class VantagePoint:
         self.connection: Optional[IScamperLink] = None
         self.listener: Optional[IListeningPort] = None
         self.zombieTimer: Optional[IDelayedCall] = None
-        self.zombieSince = 0.0
 
     def __repr__(self) -> str:
         return "<VantagePoint %d %s %s>" % (self.identifier, self.name, self.session.state.value)
