@@ -1,19 +1,21 @@
 """
 In-memory stand-ins for the network, shared by the deterministic tests:
-a reactor that records the UNIX sockets the controller makes, and
-helpers that connect a fake scamper and fake local clients to it.
+a reactor that records the UNIX sockets the controller makes, and fake
+local clients of those sockets.  The fake scamper is
+L{tests.peer.ScamperPeer}; L{tests.peer_twisted.MemoryScamper} connects
+it to a controller over a StringTransport.
 """
 
 import os
 from typing import Dict, List, Optional
 
-from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.address import UNIXAddress
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from sc_remoted.controller import Controller
-from sc_remoted.wire import Frame, FrameDecoder
+from sc_remoted.wire import Frame
 
 
 class FakeUNIXPort:
@@ -55,47 +57,6 @@ class SocketsReactor(MemoryReactorClock):
 
 def makeController(zombieTime: float = 900, directory: str = "/sockets", **kwargs) -> Controller:
     return Controller(SocketsReactor(), directory, zombieTime=zombieTime, **kwargs)
-
-
-class FakeScamper:
-    """
-    The scamper end of one TCP connection to the controller: bytes in
-    through L{send}, the controller's frames out through L{received}.
-    """
-
-    def __init__(self, controller: Controller, host: str = "127.0.0.1", port: int = 42694) -> None:
-        if ":" in host:
-            peer = IPv6Address("TCP", host, port)
-        else:
-            peer = IPv4Address("TCP", host, port)
-        self.transport = StringTransport(peerAddress=peer)
-        self.protocol = controller.scamperFactory().buildProtocol(peer)
-        self.protocol.makeConnection(self.transport)
-        self._decoder = FrameDecoder()
-
-    def send(self, data: bytes) -> None:
-        self.protocol.dataReceived(data)
-
-    def received(self) -> List[Frame]:
-        """The frames written since the last call."""
-        data = self.transport.value()
-        self.transport.clear()
-        return self._decoder.feed(data)
-
-    def receivedBytes(self) -> bytes:
-        data = self.transport.value()
-        self.transport.clear()
-        return data
-
-    @property
-    def closed(self) -> bool:
-        return self.transport.disconnecting
-
-    def lose(self, reset: bool = False) -> None:
-        """The TCP connection ends (FIN, or RST with C{reset})."""
-        self.transport.disconnecting = True
-        reason = ConnectionLost() if reset else ConnectionDone()
-        self.protocol.connectionLost(Failure(reason))
 
 
 class FakeClient:

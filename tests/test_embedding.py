@@ -15,8 +15,9 @@ from zope.interface import implementer
 
 from sc_remoted.interfaces import IVantagePointObserver
 from sc_remoted.tap import Options, makeService
-from sc_remoted.wire import encodeMasterNew
 
+from .peer import ScamperPeer
+from .peer_twisted import PeerProtocol
 from .realprocs import (
     LOOPBACK,
     freePort,
@@ -32,9 +33,9 @@ from .test_cli import REPO
 EXAMPLE = os.path.join(REPO, "examples", "embed.tac")
 
 
-class FakeScamper(Protocol):
-    def connectionMade(self):
-        self.transport.write(encodeMasterNew(b"embedded-magic", "embedded"))
+def embeddedScamper() -> PeerProtocol:
+    """A scamper (L{tests.peer}) with C{-M embedded}: registers on connect."""
+    return PeerProtocol(ScamperPeer(b"embedded-magic", "embedded"))
 
 
 @implementer(IVantagePointObserver)
@@ -73,9 +74,11 @@ class InProcessTests(TestCase):
         top.startService()
         self.addCleanup(lambda: top.stopService() if top.running else None)
 
-        scamper = FakeScamper()
+        scamper = embeddedScamper()
         yield connectProtocol(TCP4ClientEndpoint(reactor, LOOPBACK, port), scamper)
         yield waitFor(reactor, lambda: recorder.events, 10, "an arrival")
+        yield scamper.waitFor(lambda: scamper.peer.established, "MASTER_ID")
+        self.assertEqual(scamper.violations, [])
         [vp] = top.controller.vantagePoints()
         self.assertEqual(vp.monitorname, "embedded")
         self.assertEqual(recorder.events, [("arrived", vp.name)])
@@ -126,7 +129,7 @@ class ExampleTests(TestCase):
         )
         yield waitFor(reactor, lambda: "starting on %d" % (listPort,) in process.output(), 20, "the example to start")
 
-        scamper = FakeScamper()
+        scamper = embeddedScamper()
         yield connectProtocol(TCP4ClientEndpoint(reactor, LOOPBACK, port), scamper)
         yield waitFor(reactor, lambda: "arrived: embedded-127.0.0.1:" in process.output(), 20, "the arrival log")
 

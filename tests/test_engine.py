@@ -40,13 +40,9 @@ from sc_remoted.wire import (
     MAX_PAYLOAD,
     SEQ_MASK,
     Ack,
-    ChannelFin,
-    ChannelNew,
     ControlType,
     FrameDecoder,
-    Keepalive,
     MasterNew,
-    MasterOk,
     MasterRes,
     channelFinPayload,
     channelNewPayload,
@@ -60,8 +56,9 @@ from sc_remoted.wire import (
     encodeMasterRej,
     encodeMasterRes,
     parseControl,
-    seqLessThan,
 )
+
+from .peer import ChannelFinished, ChannelOpened, Data, Resumed, ScamperPeer
 
 EXAMPLES = int(os.environ.get("SC_REMOTED_EXAMPLES", "200"))
 SETTINGS = settings(
@@ -835,8 +832,10 @@ def cuts(draw, stream):
 
 class ModelScamper:
     """
-    scamper's side of one session, as docs/protocol.rst 1.3 and 2.6 have
-    it behave, checking everything the engine sends it.
+    scamper's side of one session: the suite's fake scamper
+    (L{tests.peer.ScamperPeer}, which numbers, keeps and checks every
+    frame as docs/protocol.rst 1.3 and 2.6 have scamper do, with ACKs
+    sent when told), and the wire between it and the engine.
 
     @ivar wire: the frames written towards the daemon and not yet read by
         it, each as C{[bytes, what]}; C{partial} bytes of the first are read.
@@ -844,18 +843,28 @@ class ModelScamper:
     """
 
     def __init__(self):
-        self.sndNxt = 0
-        self.rcvNxt = 0
-        self.unacked = deque()  # (seq, frame, what)
-        self.toAck = deque()
-        self.known = {}  # channel number -> can scamper still send on it?
-        self.clientFinished = set()
+        self.peer = ScamperPeer(MAGIC, autoAck=False)
+        # Registered: the engine's session was made by connect().
+        self.peer.masterNew()
+        self.peer.receive(encodeMasterId("127.0.0.1:1"))
+        assert self.peer.established
         self.sent = defaultdict(list)  # payloads scamper sent, by channel
         self.received = defaultdict(list)  # payloads the daemon sent, by channel
         self.lengths = {}
-        self.decoder = FrameDecoder()
         self.wire = deque()
         self.partial = 0
+
+    # The peer's state, as the harness reads it -------------------------
+
+    sndNxt = property(lambda self: self.peer.sndNxt)
+    rcvNxt = property(lambda self: self.peer.rcvNxt)
+    unacked = property(lambda self: self.peer.unacked)
+    toAck = property(lambda self: self.peer.owed, doc="Sequence numbers received, not yet acknowledged.")
+
+    @property
+    def known(self):
+        """Channel number -> can scamper still send on it?"""
+        return {number: not channel.finished for number, channel in self.peer.channels.items()}
 
     # Sending ---------------------------------------------------------------
 
@@ -863,26 +872,22 @@ class ModelScamper:
         if connected:
             self.wire.append([frame, what])
 
-    def _sequenced(self, frame, what, connected):
-        self.unacked.append((self.sndNxt, frame, what))
-        self.sndNxt = (self.sndNxt + 1) & SEQ_MASK
-        self._write(frame, what, connected)
-
     def sendData(self, number, payload, connected):
         assert self.known[number]
         self.sent[number].append(payload)
-        self._sequenced(data(self.sndNxt, number, payload), ("data", self.sndNxt, number, payload), connected)
+        seq = self.peer.sndNxt
+        self._write(self.peer.data(number, payload), ("data", seq, number, payload), connected)
 
     def sendFin(self, number, connected):
-        self.known[number] = False
-        self._sequenced(fin(self.sndNxt, number), ("fin", self.sndNxt, number), connected)
+        seq = self.peer.sndNxt
+        self._write(self.peer.finish(number), ("fin", seq, number), connected)
 
     def sendAck(self):
-        seq = self.toAck.popleft()
-        self._write(encodeAck(self.sndNxt, seq), ("ack", seq), True)
+        seq = self.peer.owed[0]
+        self._write(self.peer.ack(1), ("ack", seq), True)
 
     def sendKeepalive(self):
-        self._write(encodeKeepalive(self.sndNxt), ("keepalive",), True)
+        self._write(self.peer.keepalive(), ("keepalive",), True)
 
     def pending(self):
         return sum(len(frame) for frame, _ in self.wire) - self.partial
@@ -904,54 +909,34 @@ class ModelScamper:
 
     # Receiving -------------------------------------------------------------
 
-    def _acked(self, frame):
-        assert frame.seq == self.rcvNxt, "acked frame %d, expected %d" % (frame.seq, self.rcvNxt)
-        self.lengths[frame.seq] = HEADER_SIZE + len(frame.payload)
-        self.toAck.append(frame.seq)
-        self.rcvNxt = (self.rcvNxt + 1) & SEQ_MASK
-
     def read(self, stream):
-        for frame in self.decoder.feed(stream):
-            if frame.channel:
-                assert frame.channel in self.known and frame.channel not in self.clientFinished, frame
-                self._acked(frame)
-                self.received[frame.channel].append(frame.payload)
-                continue
-            message = parseControl(frame.payload)
-            if isinstance(message, (ChannelNew, ChannelFin)):
-                self._acked(frame)
-                if isinstance(message, ChannelNew):
-                    assert message.channel not in self.known, message
-                    self.known[message.channel] = True
-                else:
-                    assert message.channel in self.known and message.channel not in self.clientFinished
-                    self.clientFinished.add(message.channel)
-                continue
-            assert frame.seq == self.rcvNxt, "%r carries %d, expected %d" % (message, frame.seq, self.rcvNxt)
-            if isinstance(message, Ack):
-                assert self.unacked and self.unacked[0][0] == message.seq, (message, self.unacked)
-                self.unacked.popleft()
-            else:
-                assert isinstance(message, Keepalive), message
+        for event in self.peer.receive(stream):
+            if isinstance(event, (Data, ChannelOpened, ChannelFinished)):
+                self.lengths[event.frame.seq] = HEADER_SIZE + len(event.frame.payload)
+            if isinstance(event, Data):
+                self.received[event.channel].append(event.payload)
+        assert self.peer.violations == [], self.peer.violations
 
     def lost(self):
         self.wire.clear()
         self.partial = 0
+        self.peer.connectionLost()
 
     def masterRes(self):
-        sndUna = self.unacked[0][0] if self.unacked else self.sndNxt
-        return MasterRes(MAGIC, self.rcvNxt, sndUna, self.sndNxt)
+        return parseControl(self.peer.masterRes()[HEADER_SIZE:])
 
-    def masterOk(self, message):
-        """Resumed: forget what the daemon has, start reading afresh, retransmit the rest."""
-        assert isinstance(message, MasterOk)
-        while self.unacked and seqLessThan(self.unacked[0][0], message.rcv_nxt):
-            self.unacked.popleft()
-        assert (self.unacked[0][0] if self.unacked else self.sndNxt) == message.rcv_nxt
-        self.decoder = FrameDecoder()
-        self.toAck.clear()
-        for _, frame, what in self.unacked:
-            self._write(frame, what, True)
+    def masterOk(self, frame):
+        """Resumed: the peer forgets what the daemon has; the rest goes out again."""
+        [event] = self.peer.receive(frame)
+        assert isinstance(event, Resumed), event
+        assert self.peer.violations == [], self.peer.violations
+        self.peer.takeOutput()  # the same frames, written here with what they are
+        for sent in self.peer.unackedFrames():
+            if sent.channel:
+                what = ("data", sent.seq, sent.channel, sent.payload)
+            else:
+                what = ("fin", sent.seq, int.from_bytes(sent.payload[1:5], "big"))
+            self._write(encodeFrame(*sent), what, True)
 
 
 class Harness:
@@ -1166,7 +1151,7 @@ class Harness:
             self.removed += scamper.lengths[self.una]
             self.una = (self.una + 1) & SEQ_MASK
         t.assertEqual(out[:15], encodeMasterOk(session.rcvNxt))
-        scamper.masterOk(parseControl(out[HEADER_SIZE:15]))
+        scamper.masterOk(out[:15])
         self.toScamper = bytearray(out[15:])
         link.lastSent = self.now
 

@@ -5,6 +5,7 @@ sockets directory, and a sockets directory nobody else can write to.
 """
 
 import os
+import socket
 import stat
 import tempfile
 
@@ -15,10 +16,13 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sc_remoted.controller import Controller
+from sc_remoted.flow import UNIX_SEND_BUFFER
+from sc_remoted.lifecycle import State
 from sc_remoted.tap import Options
-from sc_remoted.wire import WireError, encodeMasterNew, parseControl
+from sc_remoted.wire import MasterOk, WireError, parseControl
 
-from .fakes import FakeScamper
+from .peer_twisted import MemoryScamper
+from .realprocs import waitFor
 
 
 class SocketPermissionTests(TestCase):
@@ -33,9 +37,9 @@ class SocketPermissionTests(TestCase):
         self.addCleanup(controller.stopService)
         previous = os.umask(umask)
         try:
-            scamper = FakeScamper(controller, port=port)
+            scamper = MemoryScamper(controller, port=port, magic=b"12345678")
             self.addCleanup(scamper.lose)
-            scamper.send(encodeMasterNew(b"12345678"))
+            scamper.register()
         finally:
             os.umask(previous)
         return controller, os.path.join(self.directory, "127.0.0.1:%d" % (port,))
@@ -68,10 +72,10 @@ class SocketPermissionTests(TestCase):
         os.symlink(target, link)
         self.addCleanup(os.unlink, link)
         controller = Controller(reactor, self.directory)
-        scamper = FakeScamper(controller, port=4000)
+        scamper = MemoryScamper(controller, port=4000, magic=b"12345678")
         self.addCleanup(scamper.lose)
         with capturedLogs() as events:
-            scamper.send(encodeMasterNew(b"12345678"))
+            scamper.register()
         self.assertTrue(scamper.closed)
         self.assertEqual(controller.vantagePoints(), [])
         self.assertTrue(os.path.islink(link))
@@ -79,6 +83,59 @@ class SocketPermissionTests(TestCase):
             self.assertEqual(f.read(), "precious")
         self.assertEqual(stat.S_IMODE(os.stat(target).st_mode), 0o600)
         self.assertTrue(any(e.get("sc_event") == "vp.socket_error" for e in events))
+
+    def test_resumeWithoutSocket(self):
+        """
+        A resume whose new socket cannot be made (here a file is in the
+        way) still resumes, with nothing lost: the failure is logged and
+        the vantage point stays reachable through the mux.
+        """
+        controller = Controller(reactor, self.directory)
+        self.addCleanup(controller.stopService)
+        first = MemoryScamper(controller, port=4000, magic=b"12345678")
+        first.register()
+        first.received()
+        [vp] = controller.vantagePoints()
+        first.lose()
+        blocker = os.path.join(self.directory, "127.0.0.1:4001")
+        open(blocker, "w").close()
+        self.addCleanup(os.unlink, blocker)
+        second = MemoryScamper(controller, port=4001, peer=first.peer)
+        self.addCleanup(second.lose)
+        with capturedLogs() as events:
+            second.resume()
+        frames = second.received()
+        self.assertEqual(parseControl(frames[0].payload), MasterOk(0))
+        self.assertFalse(second.closed)
+        self.assertIs(vp.state, State.CONNECTED)
+        self.assertEqual((vp.name, vp.listener), ("127.0.0.1:4001", None))
+        self.assertEqual(vp.session.resumes, 1)
+        kinds = [e.get("sc_event") for e in events]
+        self.assertIn("vp.socket_error", kinds)
+        self.assertIn("vp.resumed_without_socket", kinds)
+        self.assertIn("vp.resumed", kinds)
+
+    def test_clientSendBuffer(self):
+        """
+        Each local client's socket gets the larger kernel send buffer
+        (as far as net.core.wmem_max allows), so that the daemon and a
+        fast client do not take turns on a small buffer.
+        """
+        controller, path = self.register(0o700, 0o022)
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(client.close)
+        client.connect(path)
+        d = waitFor(reactor, lambda: controller.vantagePoints()[0].session.channels, 5, "the channel")
+
+        def check(_):
+            [channel] = controller.vantagePoints()[0].session.channels.values()
+            size = channel.end.transport.socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            with open("/proc/sys/net/core/wmem_max") as f:
+                ceiling = int(f.read())
+            # Linux doubles the size asked for (for its bookkeeping).
+            self.assertEqual(size, 2 * min(UNIX_SEND_BUFFER, ceiling))
+
+        return d.addCallback(check)
 
     def test_removedWhenFreed(self):
         controller, path = self.register(0o700, 0o022)
@@ -98,8 +155,8 @@ class NameTests(SynchronousTestCase):
     def test_dotsStayInside(self):
         """Even '..' as a name becomes '..-peer', a file inside the directory."""
         controller = Controller(MemoryReactorClock(), "/sockets")
-        scamper = FakeScamper(controller, port=1)
-        scamper.send(encodeMasterNew(b"12345678", ".."))
+        scamper = MemoryScamper(controller, port=1, magic=b"12345678", monitorname="..")
+        scamper.register()
         [(path, _, _, _, _)] = controller.reactor.unixServers
         self.assertEqual(os.path.dirname(path), "/sockets")
         self.assertEqual(os.path.basename(path), "..-127.0.0.1:1")

@@ -1,8 +1,9 @@
 """
 Hostile and broken peers over real sockets: our daemon in this process
-listening on 127.0.0.1, scampers written in the test (L{WireScamper}
-speaks the protocol with L{sc_remoted.wire}), local clients on the real
-UNIX sockets.  Each test shows that the misbehaving peer costs only itself
+listening on 127.0.0.1, scampers written in the test (L{WireScamper}, the
+suite's one fake scamper L{tests.peer.ScamperPeer} on a real connection,
+and raw bytes), local clients on the real UNIX sockets.
+  Each test shows that the misbehaving peer costs only itself
 and that every other vantage point and client keeps working, and each
 ends within seconds: the daemon's timers are shortened by patching them.
 
@@ -15,8 +16,7 @@ ends within seconds: the daemon's timers are shortened by patching them.
 
 import os
 import socket
-from collections import deque
-from typing import Deque, Dict, List, Optional
+from typing import List, Optional
 
 from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, UNIXClientEndpoint
@@ -31,101 +31,37 @@ from sc_remoted.engine import Timeouts
 from sc_remoted.flow import FlowControl
 from sc_remoted.limits import Limits
 from sc_remoted.service import makeRemotedService
-from sc_remoted.wire import (
-    Ack,
-    ChannelFin,
-    ChannelNew,
-    FrameDecoder,
-    Keepalive,
-    MasterId,
-    MasterRej,
-    channelFinPayload,
-    encodeAck,
-    encodeFrame,
-    encodeMasterNew,
-    encodeMasterRes,
-    parseControl,
-)
 
+from .peer import Data, Event, Rejected, ScamperPeer
+from .peer_twisted import PeerProtocol
 from .realprocs import LOOPBACK, PortRecordingEndpoint, makeSocketsDirectory, sleep, sockets, waitFor
 
 STALL_LIMIT = 3.0
 REGISTRATION_TIMEOUT = 2.0
 
 
-class WireScamper(Protocol):
+class WireScamper(PeerProtocol):
     """
-    A scamper written with our codec: registers with C{magic}, ACKs every
-    acked frame, echoes what a client writes (prefixed with C{b"echo:"}),
-    and answers a client's CHANNEL_FIN with its own, as scamper does.
-
-    @ivar received: bytes each channel's client sent, by channel.
+    A well-behaved scamper (L{tests.peer.ScamperPeer}): registers with
+    C{magic}, ACKs every acked frame, echoes what a client writes
+    (prefixed with C{b"echo:"}), and answers a client's CHANNEL_FIN with
+    its own, as scamper does.
     """
 
     def __init__(self, magic: bytes, echo: bool = True) -> None:
-        self.magic = magic
+        super().__init__(ScamperPeer(magic, autoFinish=True))
         self.echo = echo
-        self.decoder = FrameDecoder()
-        self.sndNxt = 0
-        self.rcvNxt = 0
-        self.unacked: Deque[int] = deque()
-        self.identity: Optional[str] = None
-        self.channels: List[int] = []
-        self.received: Dict[int, bytearray] = {}
-        self.finished: List[int] = []
-        self.errors: List[str] = []
-        self.registered: defer.Deferred = defer.Deferred()
-        self.closed: defer.Deferred = defer.Deferred()
-        self.rejected = False
 
-    def connectionMade(self) -> None:
-        self.transport.write(encodeMasterNew(self.magic))
+    def eventsReceived(self, events: List[Event]) -> None:
+        if self.echo:
+            for event in events:
+                if isinstance(event, Data):
+                    self.sendData(event.channel, b"echo:" + event.payload)
 
-    def dataReceived(self, data: bytes) -> None:
-        for frame in self.decoder.feed(data):
-            if frame.channel != 0:
-                self._acked(frame.seq)
-                self.received.setdefault(frame.channel, bytearray()).extend(frame.payload)
-                if self.echo:
-                    self.send(frame.channel, b"echo:" + frame.payload)
-                continue
-            message = parseControl(frame.payload)
-            if isinstance(message, MasterId):
-                self.identity = message.identity
-                self.registered.callback(self)
-            elif isinstance(message, MasterRej):
-                self.rejected = True
-            elif isinstance(message, ChannelNew):
-                self._acked(frame.seq)
-                self.channels.append(message.channel)
-            elif isinstance(message, ChannelFin):
-                self._acked(frame.seq)
-                self.finished.append(message.channel)
-                self.sendSequenced(0, channelFinPayload(message.channel))
-            elif isinstance(message, Ack):
-                if not self.unacked or self.unacked[0] != message.seq:
-                    self.errors.append("bad ACK %d, outstanding %r" % (message.seq, list(self.unacked)))
-                else:
-                    self.unacked.popleft()
-            elif not isinstance(message, Keepalive):
-                self.errors.append("unexpected %r" % (message,))
-
-    def _acked(self, seq: int) -> None:
-        if seq != self.rcvNxt:
-            self.errors.append("seq %d, expected %d" % (seq, self.rcvNxt))
-        self.rcvNxt = seq + 1
-        self.transport.write(encodeAck(self.sndNxt, seq))
-
-    def sendSequenced(self, channel: int, payload: bytes) -> None:
-        self.unacked.append(self.sndNxt)
-        self.transport.write(encodeFrame(self.sndNxt, channel, payload))
-        self.sndNxt += 1
-
-    send = sendSequenced
-
-    def connectionLost(self, reason: Failure) -> None:
-        self.closeReason = reason
-        self.closed.callback(None)
+    @property
+    def channels(self) -> List[int]:
+        """The channels the daemon opened, in order."""
+        return list(self.peer.channels)
 
 
 class Client(Protocol):
@@ -224,7 +160,7 @@ class HostileTestCase(TestCase):
         """A registered L{WireScamper} and the name of its socket."""
         scamper = WireScamper(magic, echo)
         yield self.connect(scamper, source)
-        yield scamper.registered
+        yield scamper.waitFor(lambda: scamper.peer.established, "MASTER_ID")
         yield waitFor(reactor, lambda: scamper.identity in sockets(self.directory), 5, "the socket")
         return scamper
 
@@ -256,8 +192,8 @@ class HostileTestCase(TestCase):
 
     def assertClean(self, scamper: WireScamper) -> None:
         """The well-behaved scamper saw nothing wrong."""
-        self.assertEqual(scamper.errors, [])
-        self.assertFalse(scamper.closed.called)
+        self.assertEqual(scamper.violations, [])
+        self.assertFalse(scamper.lost.called)
 
 
 class _Once(Factory):
@@ -286,7 +222,7 @@ class SlowlorisTests(HostileTestCase):
         """
         good = yield self.scamper(magic(1))
         client = yield self.client(good.identity)
-        slow = [Idle(encodeMasterNew(magic(100 + n)), interval=0.25) for n in range(30)]
+        slow = [Idle(ScamperPeer(magic(100 + n)).masterNew(), interval=0.25) for n in range(30)]
         yield defer.gatherResults([self.connect(s, "127.0.0.2") for s in slow])
         yield waitFor(reactor, lambda: self.controller._connections.get("127.0.0.2") == 30, 5, "30 accepts")
         for n in range(10):
@@ -393,24 +329,24 @@ class NeverReadingClientTests(HostileTestCase):
 
         chunk = b"x" * 60000
         for _ in range(70):  # 4.2 MB, far more than the socket buffers hold
-            a.send(sinkChannel, chunk)
+            a.sendData(sinkChannel, chunk)
         expected = b"".join(b"line %d\n" % (n,) for n in range(2000))
         for start in range(0, len(expected), 1000):
-            a.send(patientChannel, expected[start : start + 1000])
+            a.sendData(patientChannel, expected[start : start + 1000])
         stalledAt = reactor.seconds()
 
         # The sink stalls vantage point A; B is unaffected.
         yield waitFor(reactor, lambda: self.eventsNamed("channel.stalled") or None, STALL_LIMIT + 3, "the stall")
         stalledFor = reactor.seconds() - stalledAt
         self.assertGreaterEqual(stalledFor, STALL_LIMIT - 0.5)
-        yield waitFor(reactor, lambda: sinkChannel in a.finished, 3, "CHANNEL_FIN for the sink")
+        yield waitFor(reactor, lambda: a.peer.channels[sinkChannel].daemonFinished, 3, "CHANNEL_FIN for the sink")
         yield waitFor(
             reactor, lambda: bytes(patient.data) == expected, 10, "the patient client's data", interval=0.05
         )
         self.assertEqual(bytes(patient.data), expected)
 
         # Meanwhile (and after) B answered at once.
-        self.assertFalse(b.closed.called)
+        self.assertFalse(b.lost.called)
         took = yield self.roundTrip(b, other, b"b is fine\n")
         self.assertLess(took, 1.0)
         self.assertEqual(len(self.eventsNamed("channel.stalled")), 1)
@@ -434,7 +370,7 @@ class NeverReadingClientTests(HostileTestCase):
         yield waitFor(reactor, lambda: len(a.channels) == 1, 5, "the sink's channel")
         other = yield self.client(b.identity)
         for _ in range(70):
-            a.send(a.channels[0], b"y" * 60000)
+            a.sendData(a.channels[0], b"y" * 60000)
         yield sleep(reactor, 0.5)
         vpA = [vp for vp in self.controller.vantagePoints() if vp.magic == magic(1)][0]
         self.assertTrue(vpA.connection._readingPaused)
@@ -459,8 +395,8 @@ class BadPeerTests(HostileTestCase):
         badClient = yield self.client(bad.identity)
         goodClient = yield self.client(good.identity)
         # A whole frame (the header announces 7 bytes) with a wrong seq.
-        bad.transport.write(b"\xff" * 8 + b"\x00\x07" + b"GET / H")
-        yield bad.closed
+        bad.send(b"\xff" * 8 + b"\x00\x07" + b"GET / H")
+        yield bad.lost
         yield badClient.closed
         yield waitFor(reactor, lambda: sockets(self.directory) == [good.identity], 5, "the socket to go")
         self.assertEqual(len(self.eventsNamed("scamper.protocol_error")), 1)
@@ -481,19 +417,21 @@ class BadPeerTests(HostileTestCase):
         good = yield self.scamper(magic(1))
         client = yield self.client(good.identity)
         yield self.roundTrip(good, client, b"before\n")
-        storm: List[WireScamper] = []
+        storm: List[PeerProtocol] = []
         for n in range(100):
             stolen = n % 2 == 0
-            # good has sent 1 CHANNEL... the daemon's sndNxt is 2 (CHANNEL_NEW,
-            # data); a rcv_nxt of 1000 is nothing it holds.
-            res = encodeMasterRes(magic(1) if stolen else magic(1000 + n), 1000, 0, 0)
-            s = _Sender(res)
+            # The daemon's sndNxt for good is 2 (CHANNEL_NEW, data); a
+            # rcv_nxt of 1000 is nothing it holds.
+            s = PeerProtocol(
+                ScamperPeer(magic(1) if stolen else magic(1000 + n)),
+                opening=lambda p: p.resume(rcvNxt=1000, sndUna=0, sndNxt=0),
+            )
             storm.append(s)
         yield defer.gatherResults([self.connect(s, "127.0.0.%d" % (2 + n % 50,)) for n, s in enumerate(storm)])
-        yield waitFor(reactor, lambda: all(s.done for s in storm), 5, "every MASTER_RES to be answered")
+        yield waitFor(reactor, lambda: all(s.lost.called for s in storm), 5, "every MASTER_RES to be answered")
         for s in storm:
-            frames = FrameDecoder().feed(bytes(s.data))
-            self.assertEqual([parseControl(f.payload) for f in frames], [MasterRej()])
+            self.assertEqual([type(e) for e in s.peer.events], [Rejected])
+            self.assertEqual(s.violations, [])
         self.assertEqual(len(self.eventsNamed("vp.resume_rejected")), 100)
         self.assertEqual(self.eventsNamed("vp.takeover"), [])
         yield self.roundTrip(good, client, b"after\n")
@@ -511,7 +449,7 @@ class BadPeerTests(HostileTestCase):
         client = yield self.client(good.identity)
         copycats = [WireScamper(magic(1)) for _ in range(20)]
         yield defer.gatherResults([self.connect(c, "127.0.0.3") for c in copycats])
-        yield defer.gatherResults([c.closed for c in copycats])
+        yield defer.gatherResults([c.lost for c in copycats])
         self.assertEqual([c.identity for c in copycats], [None] * 20)
         self.assertEqual(len(self.eventsNamed("vp.duplicate_magic")), 20)
         self.assertEqual(sockets(self.directory), [good.identity])
@@ -519,21 +457,3 @@ class BadPeerTests(HostileTestCase):
         self.assertClean(good)
 
     test_duplicateMagic.timeout = 20  # type: ignore[attr-defined]
-
-
-class _Sender(Protocol):
-    """Sends C{data} once, keeps what comes back, notes the close."""
-
-    def __init__(self, data: bytes) -> None:
-        self.toSend = data
-        self.data = bytearray()
-        self.done = False
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.toSend)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data.extend(data)
-
-    def connectionLost(self, reason: Failure) -> None:
-        self.done = True

@@ -19,8 +19,9 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sc_remoted.sockets import removeStaleSockets
-from sc_remoted.wire import encodeMasterNew
 
+from .peer import ScamperPeer
+from .peer_twisted import PeerProtocol
 from .realprocs import LOOPBACK, freePort, makeSocketsDirectory, sockets, spawn, waitFor
 from .test_cli import COMMAND, commandEnvironment
 
@@ -68,19 +69,6 @@ class StaleSocketTests(SynchronousTestCase):
         self.assertEqual(removeStaleSockets(self.path("missing")), [])
 
 
-class FakeScamper(Protocol):
-    """Registers with MASTER_NEW, then only notes when it is closed."""
-
-    def __init__(self):
-        self.closed = defer.Deferred()
-
-    def connectionMade(self):
-        self.transport.write(encodeMasterNew(b"0123456789abcdef"))
-
-    def connectionLost(self, reason):
-        self.closed.callback(None)
-
-
 class Client(Protocol):
     def __init__(self):
         self.closed = defer.Deferred()
@@ -119,7 +107,7 @@ class ShutdownTests(TestCase):
         with open(pidfile) as f:
             self.assertEqual(int(f.read()), process.pid)
 
-        scamper = FakeScamper()
+        scamper = PeerProtocol(ScamperPeer(b"0123456789abcdef"))
         yield connectProtocol(TCP4ClientEndpoint(reactor, LOOPBACK, port), scamper)
         name = yield waitFor(
             reactor, lambda: [n for n in sockets(self.directory) if n.startswith("127.0.0.1:")], 20, "the VP socket"
@@ -135,8 +123,9 @@ class ShutdownTests(TestCase):
         self.assertEqual(os.listdir(self.directory), [os.path.basename(foreign)])
         self.assertFalse(os.path.exists(pidfile))
         # Sessions closed: scamper's connection and the local client's.
-        yield scamper.closed
+        yield scamper.lost
         yield client.closed
+        self.assertEqual(scamper.violations, [])
         with self.assertRaises(ConnectionRefusedError):
             socket.create_connection((LOOPBACK, port), timeout=5).close()
 

@@ -7,9 +7,8 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from sc_remoted.limits import Limits
-from sc_remoted.wire import channelFinPayload, encodeFrame, encodeMasterNew
-
-from .fakes import FakeClient, FakeScamper, makeController
+from .fakes import FakeClient, makeController
+from .peer_twisted import MemoryScamper
 
 
 def magic(n):
@@ -21,8 +20,8 @@ class LimitTests(SynchronousTestCase):
         return makeController(zombieTime=100, limits=Limits(**limits))
 
     def connect(self, controller, host="127.0.0.1", port=40000, n=1):
-        scamper = FakeScamper(controller, host=host, port=port)
-        scamper.send(encodeMasterNew(magic(n)))
+        scamper = MemoryScamper(controller, host=host, port=port, magic=magic(n))
+        scamper.register()
         return scamper
 
     def limitEvents(self, events):
@@ -31,9 +30,9 @@ class LimitTests(SynchronousTestCase):
     def test_maxConnections(self):
         controller = self.controller(maxConnections=2)
         first = self.connect(controller, port=1, n=1)
-        FakeScamper(controller, port=2)
+        MemoryScamper(controller, port=2)
         with capturedLogs() as events:
-            third = FakeScamper(controller, port=3)
+            third = MemoryScamper(controller, port=3)
         self.assertTrue(third.closed)
         [event] = self.limitEvents(events)
         self.assertEqual((event["limit"], event["peer"]), ("max-connections", "127.0.0.1:3"))
@@ -47,15 +46,15 @@ class LimitTests(SynchronousTestCase):
         """Closing a refused connection does not free a slot it never had."""
         controller = self.controller(maxConnections=1)
         self.connect(controller, port=1, n=1)
-        refused = FakeScamper(controller, port=2)
+        refused = MemoryScamper(controller, port=2)
         refused.lose()
-        self.assertTrue(FakeScamper(controller, port=3).closed)
+        self.assertTrue(MemoryScamper(controller, port=3).closed)
 
     def test_maxPerAddress(self):
         controller = self.controller(maxPerAddress=1)
         self.connect(controller, host="192.0.2.1", port=1, n=1)
         with capturedLogs() as events:
-            second = FakeScamper(controller, host="192.0.2.1", port=2)
+            second = MemoryScamper(controller, host="192.0.2.1", port=2)
         self.assertTrue(second.closed)
         self.assertEqual(self.limitEvents(events)[0]["limit"], "max-per-address")
         other = self.connect(controller, host="192.0.2.2", port=3, n=3)
@@ -77,7 +76,7 @@ class LimitTests(SynchronousTestCase):
         # A closed client's channel counts until scamper finishes it.
         clients[0].close()
         self.assertTrue(FakeClient(controller.reactor, "127.0.0.1:42694").transport.disconnecting)
-        scamper.send(encodeFrame(0, 0, channelFinPayload(1)))
+        scamper.sendFin(1)
         fourth = FakeClient(controller.reactor, "127.0.0.1:42694")
         self.assertFalse(fourth.transport.disconnecting)
 

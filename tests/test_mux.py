@@ -51,9 +51,11 @@ from sc_remoted.mux.metadata import Metadata, MetadataError, parseMetadata
 from sc_remoted.mux.server import MuxFactory, formatArrival, vantagePointAttributes
 from sc_remoted.service import ControllerService, SighupService
 from sc_remoted.tap import Options, makeService
-from sc_remoted.wire import encodeAck, encodeFrame, encodeMasterNew, encodeMasterRes
+from sc_remoted.wire import encodeFrame
 
-from .fakes import FakeScamper, SocketsReactor
+from .fakes import SocketsReactor
+from .peer import Acked, ChannelFinished, ChannelOpened, Data
+from .peer_twisted import MemoryScamper
 
 MAGIC = b"\x01\x02\x03\x04\x05\x06\x07\x08"
 OTHER_MAGIC = b"\x11\x12\x13\x14\x15\x16\x17\x18"
@@ -281,42 +283,38 @@ class MuxSessionTestCase(SynchronousTestCase):
         self.factory = MuxFactory(self.controller, self.metadata)
 
     def register(self, magic=MAGIC, port=42694, monitorname="vp1", host="127.0.0.1"):
-        scamper = FakeScamper(self.controller, host=host, port=port)
-        scamper.send(encodeMasterNew(magic, monitorname))
+        scamper = MemoryScamper(self.controller, host=host, port=port, magic=magic, monitorname=monitorname)
+        scamper.register()
         scamper.received()
-        scamper.seq = 0
+        self.addCleanup(lambda: self.assertEqual(scamper.violations, []))
         return scamper
 
-    def sendFrame(self, scamper, channel, payload):
-        """A sequenced frame from scamper."""
-        scamper.send(encodeFrame(scamper.seq, channel, payload))
-        scamper.seq += 1
-
     def sendData(self, scamper, channel, payload):
-        self.sendFrame(scamper, channel, payload)
+        scamper.sendData(channel, payload)
 
     def sendFin(self, scamper, number):
-        self.sendFrame(scamper, 0, wire.channelFinPayload(number))
+        scamper.sendFin(number)
 
     def vp(self, scamper):
         return scamper.protocol.vp
 
     def channelNews(self, scamper):
-        """The channels scamper was told of (acknowledged), and the other frames."""
+        """
+        The channels scamper was told of, and the other frames (data as
+        C{(channel, payload)}, control messages decoded); scamper then
+        acknowledges them all.
+        """
         news, others = [], []
-        for frame in scamper.received():
-            if frame.channel == 0:
-                message = wire.parseControl(frame.payload)
-                if isinstance(message, wire.ChannelNew):
-                    news.append(message.channel)
-                if not isinstance(message, wire.Ack):
-                    scamper.send(encodeAck(scamper.seq, frame.seq))
-                if isinstance(message, (wire.ChannelNew, wire.Ack)):
-                    continue
-                others.append(message)
-            else:
-                others.append((frame.channel, frame.payload))
-                scamper.send(encodeAck(scamper.seq, frame.seq))
+        for event in scamper.receivedEvents():
+            if isinstance(event, ChannelOpened):
+                news.append(event.channel)
+            elif isinstance(event, Data):
+                others.append((event.channel, event.payload))
+            elif isinstance(event, ChannelFinished):
+                others.append(wire.ChannelFin(event.channel))
+            elif not isinstance(event, Acked):
+                others.append(wire.parseControl(event.frame.payload))
+        scamper.ack()
         return news, others
 
 
@@ -396,7 +394,7 @@ class ChannelTests(MuxSessionTestCase):
         self.client.send(encodeData(5, b"ping -c 1 127.0.0.1\n"))
         [frame] = self.scamper.received()
         self.assertEqual((frame.channel, frame.payload), (number, b"ping -c 1 127.0.0.1\n"))
-        self.scamper.send(encodeAck(0, frame.seq))
+        self.scamper.ack()
         self.sendData(self.scamper, number, b"OK id-1\n")
         self.assertEqual(self.client.received(), [(5, b"OK id-1\n")])
         self.sendFin(self.scamper, number)
@@ -410,6 +408,34 @@ class ChannelTests(MuxSessionTestCase):
         frames = self.scamper.received()
         self.assertTrue(all(f.channel == number and len(f.payload) <= 65535 for f in frames))
         self.assertEqual(sum(len(f.payload) for f in frames), 200000)
+
+    def test_oneWritePerVantagePointPerRead(self):
+        """
+        The data frames of one mux read reach scamper in one write, in
+        order; a CHANNEL_OPEN in the middle of the read keeps its place.
+        """
+        first = self.openChannel(5)
+        second = self.openChannel(6)
+        writes = []
+        transport = self.scamper.protocol.transport
+        original = transport.write
+        self.patch(transport, "write", lambda data: (writes.append(data), original(data)))
+        self.client.send(encodeData(5, b"a\n") + encodeData(6, b"b\n") + encodeData(5, b"c\n"))
+        self.assertEqual(len(writes), 1)
+        self.assertEqual(
+            [(f.channel, f.payload) for f in self.scamper.received()],
+            [(first, b"a\n"), (second, b"b\n"), (first, b"c\n")],
+        )
+        self.scamper.ack()
+        del writes[:]
+        self.client.send(encodeData(5, b"d\n") + encodeChannelOpen(1, 7) + encodeData(5, b"e\n"))
+        self.assertEqual(len(writes), 3)
+        news, others = self.channelNews(self.scamper)
+        self.assertEqual(len(news), 1)
+        self.assertEqual(others, [(first, b"d\n"), (first, b"e\n")])
+        frames = wire.FrameDecoder().feed(b"".join(writes))
+        self.assertEqual([f.seq for f in frames], [5, 6, 7])
+        self.assertEqual(wire.parseControl(frames[1].payload), wire.ChannelNew(news[0]))
 
     def test_unknownChannelDropped(self):
         self.client.send(encodeData(77, b"hello\n"))
@@ -458,9 +484,9 @@ class ChannelTests(MuxSessionTestCase):
         self.openChannel(5)
         producer = self.client.transport.producer
         producer.pauseProducing()
-        self.assertTrue(self.scamper.protocol._readingPaused)
+        self.assertEqual(self.scamper.transport.producerState, "paused")
         producer.resumeProducing()
-        self.assertFalse(self.scamper.protocol._readingPaused)
+        self.assertEqual(self.scamper.transport.producerState, "producing")
 
 
 class BetterThanUpstreamTests(MuxSessionTestCase):
@@ -478,8 +504,8 @@ class BetterThanUpstreamTests(MuxSessionTestCase):
         scamper.lose()
         during = FakeMuxClient(self.factory)
         self.assertEqual(during.received(), [Go()])
-        back = FakeScamper(self.controller, port=50000)
-        back.send(encodeMasterRes(MAGIC, 0, 0, 0))
+        back = MemoryScamper(self.controller, port=50000, peer=scamper.peer)
+        back.resume()
         self.assertIs(back.protocol.vp, vp)
         [update] = during.received()
         self.assertEqual(update.vp_id, vp.identifier)
@@ -492,8 +518,8 @@ class BetterThanUpstreamTests(MuxSessionTestCase):
         client = FakeMuxClient(self.factory)
         client.received()
         scamper.lose()
-        back = FakeScamper(self.controller, host="127.0.0.2", port=50000)
-        back.send(encodeMasterRes(MAGIC, 0, 0, 0))
+        back = MemoryScamper(self.controller, host="127.0.0.2", port=50000, peer=scamper.peer)
+        back.resume()
         depart, update = client.received()
         self.assertEqual(depart, VpDepart(1))
         self.assertIn((3, "127.0.0.2"), update.attributes)
@@ -736,8 +762,8 @@ class NoSocketsDirectoryTests(SynchronousTestCase):
         """Without a sockets directory VPs register but get no UNIX socket."""
         reactor = SocketsReactor()
         controller = Controller(reactor, None)
-        scamper = FakeScamper(controller)
-        scamper.send(encodeMasterNew(MAGIC, "vp1"))
+        scamper = MemoryScamper(controller, magic=MAGIC, monitorname="vp1")
+        scamper.register()
         self.assertEqual(scamper.receivedBytes(), wire.encodeMasterId("127.0.0.1:42694"))
         self.assertEqual(reactor.sockets, {})
         self.assertEqual(scamper.protocol.vp.name, "vp1-127.0.0.1:42694")

@@ -34,7 +34,8 @@ from sc_remoted.wire import (
     parseControl,
 )
 
-from .fakes import FakeClient, FakeScamper, makeController
+from .fakes import FakeClient, makeController
+from .peer_twisted import MemoryScamper
 
 EXAMPLES = int(os.environ.get("SC_REMOTED_EXAMPLES", "200"))
 SETTINGS = settings(
@@ -237,21 +238,23 @@ class DaemonProperties(SynchronousTestCase):
         self.controller = makeController()
         self.reactor = self.controller.reactor
         # A bystander: a registered scamper with a client mid-conversation.
-        self.bystander = FakeScamper(self.controller, port=1)
-        self.bystander.send(wire.encodeMasterNew(MAGIC))
+        self.bystander = MemoryScamper(self.controller, port=1, magic=MAGIC)
+        self.bystander.register()
         self.bystander.received()
         self.client = FakeClient(self.reactor, "127.0.0.1:1")
-        self.bystander.send(wire.encodeAck(0, 0))
+        self.bystander.received()
+        self.bystander.ack()
 
-    def assertBystanderIntact(self, rcvNxt=0):
+    def assertBystanderIntact(self):
         vp = self.bystander.protocol.vp
         self.assertIsNotNone(vp)
         self.assertFalse(self.bystander.closed)
         self.client.write(b"ping\n")
         [sent] = [f for f in self.bystander.received() if f.channel == 1]
         self.assertEqual(sent.payload, b"ping\n")
-        self.bystander.send(wire.encodeAck(0, sent.seq) + encodeFrame(rcvNxt, 1, b"pong\n"))
+        self.bystander.send(self.bystander.peer.ack() + self.bystander.peer.data(1, b"pong\n"))
         self.assertEqual(self.client.read(), b"pong\n")
+        self.assertEqual(self.bystander.violations, [])
 
     def outcome(self, scamper):
         """Closed and forgotten, or still a coherent connection."""
@@ -266,21 +269,21 @@ class DaemonProperties(SynchronousTestCase):
     @given(st.binary(max_size=500), st.data())
     def test_garbageBeforeRegistration(self, stream, data):
         self.fresh()
-        scamper = FakeScamper(self.controller, port=2)
+        scamper = MemoryScamper(self.controller, port=2)
         for piece in data.draw(cuts(stream)):
             scamper.send(piece)
         self.outcome(scamper)
         self.reactor.advance(31)
         self.assertTrue(scamper.closed or scamper.protocol.vp is not None)
         scamper.lose()
-        self.assertBystanderIntact(rcvNxt=0)
+        self.assertBystanderIntact()
 
     @SETTINGS
     @given(st.lists(st.one_of(st.binary(max_size=100), frames.map(lambda f: encodeFrame(*f))), max_size=6))
     def test_garbageAfterRegistration(self, pieces):
         self.fresh()
-        scamper = FakeScamper(self.controller, port=3)
-        scamper.send(wire.encodeMasterNew(b"attacker"))
+        scamper = MemoryScamper(self.controller, port=3, magic=b"attacker")
+        scamper.register()
         self.assertIsNotNone(scamper.protocol.vp)
         vp = scamper.protocol.vp
         for piece in pieces:
@@ -301,13 +304,13 @@ class DaemonProperties(SynchronousTestCase):
         registration, or MASTER_* after it, costs the sender its connection.
         """
         message, payload = pair
-        scamper = FakeScamper(self.controller, port=4)
+        scamper = MemoryScamper(self.controller, port=4)
         registering = isinstance(message, (MasterNew, MasterRes))
         if not registering:
             scamper.send(encodeFrame(0, 0, payload))
             self.assertTrue(scamper.closed)
-        scamper = FakeScamper(self.controller, port=5)
-        scamper.send(wire.encodeMasterNew(b"attacker"))
+        scamper = MemoryScamper(self.controller, port=5, magic=b"attacker")
+        scamper.register()
         vp = scamper.protocol.vp
         if isinstance(message, (MasterNew, MasterRes, MasterId, MasterOk, MasterRej, ChannelNew)):
             scamper.send(encodeFrame(0, 0, payload))

@@ -9,16 +9,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sc_remoted import wire
 from sc_remoted.engine import KEEPALIVE_INTERVAL, REGISTRATION_TIMEOUT, SILENCE_TIMEOUT
-from sc_remoted.wire import Frame, encodeAck, encodeFrame, encodeMasterNew, encodeMasterRes
+from sc_remoted.wire import Frame, encodeAck, encodeFrame
 
-from .fakes import FakeClient, FakeScamper, makeController
+from .fakes import FakeClient, makeController
+from .peer_twisted import MemoryScamper
 
 MAGIC = b"\x01\x02\x03\x04\x05\x06\x07\x08"
 OTHER_MAGIC = b"\x11\x12\x13\x14\x15\x16\x17\x18"
-
-
-def channelFin(seq, channel):
-    return encodeFrame(seq, 0, wire.channelFinPayload(channel))
 
 
 class SessionTestCase(SynchronousTestCase):
@@ -32,39 +29,48 @@ class SessionTestCase(SynchronousTestCase):
         self.scamper = self.register(MAGIC)
 
     def register(self, magic, port=42694, monitorname=None):
-        scamper = FakeScamper(self.controller, port=port)
-        scamper.send(encodeMasterNew(magic, monitorname))
+        scamper = MemoryScamper(self.controller, port=port, magic=magic, monitorname=monitorname)
+        scamper.register()
         scamper.received()
         return scamper
+
+    def reconnect(self, port, scamper=None):
+        """A new connection of the same scamper (C{self.scamper} by default)."""
+        return MemoryScamper(self.controller, port=port, peer=(scamper or self.scamper).peer)
 
     def openClient(self, name="127.0.0.1:42694"):
         """A client connects; scamper acknowledges the CHANNEL_NEW."""
         client = FakeClient(self.reactor, name)
         [new] = self.scamper.received()
-        self.scamper.send(encodeAck(0, new.seq))
+        self.assertEqual(self.scamper.peer.owed, [new.seq])
+        self.scamper.ack()
         return client
+
+    def tearDown(self):
+        self.assertEqual(self.scamper.violations, [])
 
 
 class RegistrationTests(SessionTestCase):
     def test_socketAndMasterId(self):
         """MASTER_NEW makes the socket, mode 0700, and gets MASTER_ID."""
-        scamper = FakeScamper(self.controller, port=50000)
-        scamper.send(encodeMasterNew(OTHER_MAGIC))
+        scamper = MemoryScamper(self.controller, port=50000, magic=OTHER_MAGIC)
+        scamper.register()
         self.assertEqual(scamper.receivedBytes(), wire.encodeMasterId("127.0.0.1:50000"))
+        self.assertEqual(scamper.peer.identity, "127.0.0.1:50000")
         port = self.reactor.sockets["/sockets/127.0.0.1:50000"]
         self.assertEqual(port.mode, 0o700)
 
     def test_monitorname(self):
         """With C{-M}, the socket is C{name-peer}; MASTER_ID is the peer only."""
-        scamper = FakeScamper(self.controller, port=52998)
-        scamper.send(encodeMasterNew(OTHER_MAGIC, "testvp"))
+        scamper = MemoryScamper(self.controller, port=52998, magic=OTHER_MAGIC, monitorname="testvp")
+        scamper.register()
         self.assertEqual(scamper.receivedBytes(), wire.encodeMasterId("127.0.0.1:52998"))
         self.assertIn("testvp-127.0.0.1:52998", self.reactor.socketNames())
 
     def test_ipv6Naming(self):
         """IPv6 peers are C{address.port}, no brackets."""
-        scamper = FakeScamper(self.controller, host="2001:db8::1", port=1026)
-        scamper.send(encodeMasterNew(OTHER_MAGIC))
+        scamper = MemoryScamper(self.controller, host="2001:db8::1", port=1026, magic=OTHER_MAGIC)
+        scamper.register()
         self.assertEqual(scamper.receivedBytes(), wire.encodeMasterId("2001:db8::1.1026"))
         self.assertIn("2001:db8::1.1026", self.reactor.socketNames())
 
@@ -77,9 +83,9 @@ class RegistrationTests(SessionTestCase):
 
     def test_socketPathTooLong(self):
         """A name that cannot be a socket path costs only that connection."""
-        scamper = FakeScamper(self.controller, port=50002)
+        scamper = MemoryScamper(self.controller, port=50002, magic=OTHER_MAGIC, monitorname="x" * 120)
         with capturedLogs() as events:
-            scamper.send(encodeMasterNew(OTHER_MAGIC, "x" * 120))
+            scamper.register()
         self.assertTrue(scamper.closed)
         self.assertEqual(scamper.received(), [])
         self.assertEqual([vp.name for vp in self.controller.vantagePoints()], ["127.0.0.1:42694"])
@@ -87,8 +93,8 @@ class RegistrationTests(SessionTestCase):
 
     def test_twoFramesInOneRead(self):
         """MASTER_NEW and a KEEPALIVE in one segment are both handled."""
-        scamper = FakeScamper(self.controller, port=50003)
-        scamper.send(encodeMasterNew(OTHER_MAGIC) + wire.encodeKeepalive(0))
+        scamper = MemoryScamper(self.controller, port=50003, magic=OTHER_MAGIC)
+        scamper.send(scamper.peer.masterNew() + scamper.peer.keepalive())
         self.assertFalse(scamper.closed)
         self.assertEqual(len(scamper.received()), 1)
 
@@ -109,11 +115,13 @@ class RelayTests(SessionTestCase):
     def test_scamperToClient(self):
         """scamper's data is ACKed with our next seq and relayed unchanged."""
         client = self.openClient()
-        self.scamper.send(encodeFrame(0, 1, b"MORE\n") + encodeFrame(1, 1, b"DATA 52\n"))
+        peer = self.scamper.peer
+        self.scamper.send(peer.data(1, b"MORE\n") + peer.data(1, b"DATA 52\n"))
         self.assertEqual(client.read(), b"MORE\nDATA 52\n")
         self.assertEqual(
             self.scamper.receivedBytes(), encodeAck(1, 0) + encodeAck(1, 1)
         )
+        self.assertEqual(peer.unacked, [])
 
     def test_largeWriteSplit(self):
         """A write larger than a frame holds is cut into equal frames."""
@@ -132,8 +140,9 @@ class RelayTests(SessionTestCase):
         first = self.openClient()
         second = FakeClient(self.reactor, "127.0.0.1:42694")
         self.assertEqual(self.scamper.received(), [Frame(1, 0, wire.channelNewPayload(2))])
-        self.scamper.send(encodeAck(0, 1))
-        self.scamper.send(encodeFrame(0, 2, b"two") + encodeFrame(1, 1, b"one"))
+        self.scamper.ack()
+        peer = self.scamper.peer
+        self.scamper.send(peer.data(2, b"two") + peer.data(1, b"one"))
         self.assertEqual(first.read(), b"one")
         self.assertEqual(second.read(), b"two")
 
@@ -145,12 +154,12 @@ class RelayTests(SessionTestCase):
         client = self.openClient()
         client.shutdownWrite()
         self.assertEqual(self.scamper.received(), [Frame(1, 0, wire.channelFinPayload(1))])
-        self.scamper.send(encodeAck(0, 1))
-        self.scamper.send(encodeFrame(0, 1, b"late\n"))
+        self.scamper.ack()
+        self.scamper.sendData(1, b"late\n")
         self.assertEqual(client.read(), b"late\n")
         self.assertFalse(client.gotEOF)
         self.scamper.received()
-        self.scamper.send(channelFin(1, 1))
+        self.scamper.sendFin(1)
         self.assertEqual(self.scamper.received(), [Frame(2, 0, encodeAck(2, 1)[10:])])
         self.assertTrue(client.gotEOF)
         self.assertEqual(self.controller.vantagePoints()[0].session.channels, {})
@@ -158,7 +167,7 @@ class RelayTests(SessionTestCase):
     def test_scamperFinFirst(self):
         """scamper's FIN alone closes the client; no FIN goes back."""
         client = self.openClient()
-        self.scamper.send(channelFin(0, 1))
+        self.scamper.sendFin(1)
         self.assertTrue(client.gotEOF)
         client.close()
         self.assertEqual(self.scamper.received(), [Frame(1, 0, encodeAck(1, 0)[10:])])
@@ -168,7 +177,7 @@ class RelayTests(SessionTestCase):
         client = self.openClient()
         client.close()
         self.assertEqual(self.scamper.received(), [Frame(1, 0, wire.channelFinPayload(1))])
-        self.scamper.send(encodeFrame(0, 1, b"result"))
+        self.scamper.sendData(1, b"result")
         self.assertFalse(self.scamper.closed)
         self.assertEqual(client.read(), b"")
         self.assertEqual(self.scamper.receivedBytes(), encodeAck(2, 0))
@@ -198,12 +207,14 @@ class ProtocolErrorTests(SessionTestCase):
 
     def test_resumeAfterErrorRejected(self):
         """No zombie is kept after a protocol error: MASTER_RES gets REJ."""
-        self.scamper.send(encodeAck(0, 0))
+        self.scamper.send(encodeAck(0, 0))  # nothing is outstanding
         self.assertTrue(self.scamper.closed)
-        again = FakeScamper(self.controller, port=50000)
-        again.send(encodeMasterRes(MAGIC, 0, 0, 0))
+        self.scamper.lose()
+        again = self.reconnect(50000)
+        again.resume()
         self.assertEqual(again.receivedBytes(), wire.encodeMasterRej())
         self.assertTrue(again.closed)
+        self.assertFalse(again.peer.established)
 
 
 class ZombieTests(SessionTestCase):
@@ -217,13 +228,13 @@ class ZombieTests(SessionTestCase):
         """
         client = self.openClient()
         client.write(b"ping -c 1 127.0.0.1\n")
-        self.scamper.received()
+        self.scamper.discard()  # lost with the connection
         self.scamper.lose(reset=True)
         self.assertEqual(self.reactor.socketNames(), [])
         client.write(b"ping -c 1 127.0.0.2\n")
         self.assertFalse(client.gotEOF)
-        resumed = FakeScamper(self.controller, port=50958)
-        resumed.send(encodeMasterRes(MAGIC, 1, 0, 0))
+        resumed = self.reconnect(50958)
+        resumed.resume()
         self.assertEqual(
             resumed.received(),
             [
@@ -233,7 +244,8 @@ class ZombieTests(SessionTestCase):
             ],
         )
         self.assertEqual(self.reactor.socketNames(), ["127.0.0.1:50958"])
-        resumed.send(encodeAck(0, 1) + encodeAck(0, 2) + encodeFrame(0, 1, b"OK id-1\n"))
+        peer = resumed.peer
+        resumed.send(peer.ack() + peer.data(1, b"OK id-1\n"))
         self.assertEqual(client.read(), b"OK id-1\n")
         self.assertEqual(self.controller.vantagePoints()[0].session.resumes, 1)
 
@@ -249,16 +261,17 @@ class ZombieTests(SessionTestCase):
 
     def test_resumeCancelsExpiry(self):
         self.scamper.lose()
-        resumed = FakeScamper(self.controller, port=50958)
-        resumed.send(encodeMasterRes(MAGIC, 0, 0, 0))
+        resumed = self.reconnect(50958)
+        resumed.resume()
         self.reactor.advance(self.zombieTime * 2)
         self.assertEqual(len(self.controller.vantagePoints()), 1)
         self.assertFalse(resumed.closed)
 
     def test_takeover(self):
         """A MASTER_RES while the old connection lives replaces it."""
-        resumed = FakeScamper(self.controller, port=50958)
-        resumed.send(encodeMasterRes(MAGIC, 0, 0, 0))
+        resumed = self.reconnect(50958)
+        resumed.resume()
+        self.assertEqual(resumed.receivedBytes(), wire.encodeMasterOk(0))
         self.assertTrue(self.scamper.closed)
         self.scamper.lose()
         self.assertEqual(self.reactor.socketNames(), ["127.0.0.1:50958"])
@@ -271,8 +284,8 @@ class ZombieTests(SessionTestCase):
         """
         client = self.openClient()
         self.scamper.lose()
-        again = FakeScamper(self.controller, port=50958)
-        again.send(encodeMasterNew(MAGIC))
+        again = self.reconnect(50958)
+        again.register()
         self.assertEqual(again.receivedBytes(), wire.encodeMasterId("127.0.0.1:50958"))
         self.assertTrue(client.gotEOF)
         [vp] = self.controller.vantagePoints()
@@ -280,8 +293,8 @@ class ZombieTests(SessionTestCase):
 
     def test_liveMagicRefused(self):
         """MASTER_NEW with a live session's magic is closed silently, as in C."""
-        again = FakeScamper(self.controller, port=50958)
-        again.send(encodeMasterNew(MAGIC))
+        again = MemoryScamper(self.controller, port=50958, magic=MAGIC)
+        again.register()
         self.assertTrue(again.closed)
         self.assertEqual(again.received(), [])
         self.assertFalse(self.scamper.closed)
@@ -301,7 +314,7 @@ class TimerTests(SessionTestCase):
     def test_keepaliveAfterSendSilence(self):
         """KEEPALIVE 30 s after our last send, carrying snd_nxt."""
         self.reactor.advance(KEEPALIVE_INTERVAL - 1)
-        self.scamper.send(wire.encodeKeepalive(0))
+        self.scamper.sendKeepalive()
         self.assertEqual(self.scamper.received(), [])
         self.reactor.advance(1)
         self.assertEqual(self.scamper.receivedBytes(), wire.encodeKeepalive(0))
@@ -322,7 +335,7 @@ class TimerTests(SessionTestCase):
         """60 s without a byte from scamper drops the connection; VP kept."""
         self.reactor.advance(SILENCE_TIMEOUT - 1)
         self.assertFalse(self.scamper.closed)
-        self.scamper.send(wire.encodeKeepalive(0))
+        self.scamper.sendKeepalive()
         self.reactor.advance(SILENCE_TIMEOUT - 1)
         self.assertFalse(self.scamper.closed)
         with capturedLogs() as events:
@@ -337,8 +350,8 @@ class TimerTests(SessionTestCase):
 
     def test_registrationDeadline(self):
         """A connection that has not registered 30 s after accept is closed."""
-        idle = FakeScamper(self.controller, port=50000)
-        idle.send(b"\x00\x00\x00")
+        idle = MemoryScamper(self.controller, port=50000)
+        idle.send(b"\x00\x00\x00")  # a third of a header
         self.reactor.advance(REGISTRATION_TIMEOUT - 0.1)
         self.assertFalse(idle.closed)
         self.reactor.advance(0.1)
@@ -372,8 +385,8 @@ class ObserverTests(SessionTestCase):
         self.controller.addObserver(observer)
         scamper = self.register(OTHER_MAGIC, port=50000, monitorname="vp2")
         scamper.lose()
-        resumed = FakeScamper(self.controller, port=50001)
-        resumed.send(encodeMasterRes(OTHER_MAGIC, 0, 0, 0))
+        resumed = self.reconnect(50001, scamper)
+        resumed.resume()
         resumed.lose()
         self.reactor.advance(self.zombieTime)
         self.assertEqual(
@@ -404,7 +417,7 @@ class ObserverTests(SessionTestCase):
     def test_counters(self):
         client = self.openClient()
         client.write(b"abc")
-        self.scamper.send(encodeFrame(0, 1, b"hello"))
+        self.scamper.sendData(1, b"hello")
         vp = self.controller.vantagePoints()[0]
         self.assertEqual((vp.session.framesOut, vp.session.bytesOut), (2, 5 + 3))
         self.assertEqual((vp.session.framesIn, vp.session.bytesIn), (2, 5 + 5))
@@ -427,6 +440,6 @@ class EarlyHeaderTests(SessionTestCase):
         self.assertFalse(self.scamper.closed)
 
     def test_beforeRegistration(self):
-        scamper = FakeScamper(self.controller, port=50000)
-        scamper.send(encodeMasterNew(OTHER_MAGIC)[:10].replace(b"\0\0\0\0", b"\0\0\0\1", 1))
+        scamper = MemoryScamper(self.controller, port=50000, magic=OTHER_MAGIC)
+        scamper.send(scamper.peer.masterNew()[:10].replace(b"\0\0\0\0", b"\0\0\0\1", 1))
         self.assertTrue(scamper.closed)

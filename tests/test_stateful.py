@@ -24,8 +24,7 @@ C{$SC_REMOTED_EXAMPLES} sets the number of runs (default 100).
 """
 
 import os
-from collections import deque
-from typing import Deque, Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -35,9 +34,11 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from sc_remoted import wire
-from sc_remoted.wire import ControlType, Frame, encodeAck, encodeFrame, encodeKeepalive, encodeMasterNew, encodeMasterRes
+from sc_remoted.wire import ControlType, Frame, encodeAck, encodeFrame, encodeMasterNew, encodeMasterRes
 
-from .fakes import FakeClient, FakeScamper, makeController
+from .fakes import FakeClient, makeController
+from .peer import ScamperPeer
+from .peer_twisted import MemoryScamper
 
 ZOMBIE_TIME = 120
 LOCAL = "127.0.0.1"
@@ -59,48 +60,52 @@ class ClientModel:
 
 class Peer:
     """
-    A scamper process as the model sees it: its state outlives its TCP
-    connections, as the real one's does (PROTOCOL.md 2.6).
+    A scamper process as the model sees it: a L{ScamperPeer}, whose state
+    outlives its TCP connections as the real one's does (docs/protocol.rst
+    2.6), plus what the model expects of the daemon.  The peer checks every
+    frame the daemon sends and acknowledges when told (C{autoAck} off).
     """
 
     def __init__(self, machine: "SessionMachine", magic: bytes, wellBehaved: bool) -> None:
         self.machine = machine
         self.magic = magic
         self.wellBehaved = wellBehaved
-        self.conn: Optional[FakeScamper] = None
+        self.peer = ScamperPeer(magic, autoAck=False)
+        self.conn: Optional[MemoryScamper] = None
         self.port = 0
         self.vp = None
         self.frozen = False
-        self.sndNxt = 0
-        self.rcvNxt = 0
         self.daemonHas = 0  # sequenced frames delivered, in order
-        self.unacked: Deque[Tuple[int, int, bytes]] = deque()
-        self.pendingAcks: List[int] = []
-        self.atScamper: Dict[int, bytearray] = {}
-        self.openAtScamper: Set[int] = set()
         self.clients: Dict[int, ClientModel] = {}
+
+    @property
+    def openAtScamper(self) -> List[int]:
+        """The channels scamper may still send on."""
+        return self.peer.openChannels()
 
     # Connections ---------------------------------------------------------
 
-    def connect(self) -> FakeScamper:
+    def connect(self) -> MemoryScamper:
         self.port = self.machine.nextPort()
-        self.conn = FakeScamper(self.machine.controller, port=self.port)
+        self.conn = MemoryScamper(self.machine.controller, port=self.port, peer=self.peer)
         self.frozen = False
         return self.conn
 
     def register(self) -> None:
         conn = self.connect()
-        conn.send(encodeMasterNew(self.magic))
+        conn.register()
         frames = conn.received()
         assert frames == [Frame(0, 0, wire.encodeMasterId("%s:%d" % (LOCAL, self.port))[10:])], frames
+        assert self.peer.identity == "%s:%d" % (LOCAL, self.port)
         self.vp = conn.protocol.vp
         assert self.vp is not None
 
     def resume(self) -> None:
         """Reconnect with MASTER_RES; expect MASTER_OK and retransmissions."""
         conn = self.connect()
-        sndUna = self.unacked[0][0] if self.unacked else self.sndNxt
-        conn.send(encodeMasterRes(self.magic, self.rcvNxt, sndUna, self.sndNxt))
+        conn.resume()
+        # The peer handles MASTER_OK and the daemon's retransmissions, and
+        # sends its own unacknowledged frames again.
         frames = conn.received()
         alive = self.vp in self.machine.controller.vantagePoints()
         if not alive:
@@ -114,59 +119,50 @@ class Peer:
         ok = wire.parseControl(frames[0].payload)
         assert ok == wire.MasterOk(self.daemonHas), (ok, self.daemonHas)
         assert conn.protocol.vp is self.vp
-        for frame in frames[1:]:
-            self.handle(frame)
-        # scamper drops what the daemon has and sends the rest again.
-        while self.unacked and self.unacked[0][0] < self.daemonHas:
-            self.unacked.popleft()
-        for seq, channel, payload in list(self.unacked):
-            self.transmit(seq, channel, payload)
+        for frame in self.peer.unackedFrames():
+            self.arrived(frame)
 
     def lost(self) -> None:
         """The TCP connection ended (either side)."""
         if self.conn is not None:
-            if not self.conn.closed:
-                self.conn.lose()
-            else:
-                self.conn.protocol.connectionLost(Failure(ConnectionDone()))
+            self.conn.lose()
             self.conn = None
         self.frozen = False
-        self.pendingAcks = []
 
     def reset(self) -> None:
         """The daemon freed our session: start afresh (new channels)."""
         for client in self.clients.values():
             assert client.gone or client.fake.gotEOF, "a client of a freed session was not closed"
         self.clients = {}
-        self.sndNxt = self.rcvNxt = self.daemonHas = 0
-        self.unacked.clear()
-        self.pendingAcks = []
-        self.atScamper = {}
-        self.openAtScamper = set()
+        self.daemonHas = 0
+        self.peer = ScamperPeer(self.magic, autoAck=False)
         self.vp = None
 
     # Sending -------------------------------------------------------------
 
-    def sendSequenced(self, channel: int, payload: bytes) -> None:
-        seq = self.sndNxt
-        self.sndNxt += 1
-        self.unacked.append((seq, channel, payload))
-        self.transmit(seq, channel, payload)
+    def sendData(self, channel: int, payload: bytes) -> None:
+        self.transmit(self.peer.data(channel, payload))
 
-    def transmit(self, seq: int, channel: int, payload: bytes) -> None:
+    def sendFin(self, channel: int) -> None:
+        self.transmit(self.peer.finish(channel))
+
+    def transmit(self, raw: bytes) -> None:
+        """A frame the peer just made, unless the link loses it."""
         if self.frozen or self.conn is None:
             return
-        assert seq == self.daemonHas, (seq, self.daemonHas)
-        self.conn.send(encodeFrame(seq, channel, payload))
+        self.conn.send(raw)
+        self.arrived(self.peer.unackedFrames()[-1])
+
+    def arrived(self, frame: Frame) -> None:
+        """The daemon has one more of our frames: what its clients should get."""
+        assert frame.seq == self.daemonHas, (frame.seq, self.daemonHas)
         self.daemonHas += 1
-        if channel != 0:
-            client = self.clients.get(channel)
+        if frame.channel != 0:
+            client = self.clients.get(frame.channel)
             if client is not None and not client.gone:
-                client.expected.extend(payload)
+                client.expected.extend(frame.payload)
         else:
-            finished = int.from_bytes(payload[1:5], "big")
-            self.openAtScamper.discard(finished)
-            client = self.clients.get(finished)
+            client = self.clients.get(int.from_bytes(frame.payload[1:5], "big"))
             if client is not None:
                 client.scamperFinished = True
 
@@ -175,50 +171,19 @@ class Peer:
             self.conn.send(data)
 
     def ackAll(self) -> None:
-        for seq in self.pendingAcks:
-            self.sendRaw(encodeAck(self.sndNxt, seq))
-        if not self.frozen:
-            self.pendingAcks = []
+        if not self.frozen and self.conn is not None:
+            self.conn.ack()
 
     # Receiving -----------------------------------------------------------
-
-    def handle(self, frame: Frame) -> None:
-        sequenced = frame.channel != 0 or frame.payload[:1] in (
-            bytes((ControlType.CHANNEL_NEW,)),
-            bytes((ControlType.CHANNEL_FIN,)),
-        )
-        assert frame.seq == self.rcvNxt, "got seq %d, expected %d: %r" % (frame.seq, self.rcvNxt, frame)
-        if not sequenced:
-            message = wire.parseControl(frame.payload)
-            if isinstance(message, wire.Ack):
-                assert self.unacked and self.unacked[0][0] == message.seq, (message, self.unacked)
-                self.unacked.popleft()
-            else:
-                assert isinstance(message, wire.Keepalive), message
-            return
-        self.rcvNxt += 1
-        self.pendingAcks.append(frame.seq)
-        if frame.channel != 0:
-            self.atScamper[frame.channel].extend(frame.payload)
-            return
-        message = wire.parseControl(frame.payload)
-        if isinstance(message, wire.ChannelNew):
-            assert message.channel not in self.atScamper
-            self.atScamper[message.channel] = bytearray()
-            self.openAtScamper.add(message.channel)
-        else:
-            assert isinstance(message, wire.ChannelFin), message
-            assert message.channel in self.atScamper
 
     def settle(self) -> None:
         """Read what the daemon wrote; let closed connections end."""
         conn = self.conn
         if conn is not None:
             if self.frozen:
-                conn.transport.clear()
+                conn.discard()
             else:
-                for frame in conn.received():
-                    self.handle(frame)
+                conn.received()
                 if self.wellBehaved:
                     self.ackAll()
             if conn.closed:
@@ -231,8 +196,7 @@ class Peer:
                 client.fake.protocol.connectionLost(Failure(ConnectionDone()))
         if self.conn is not None and not self.frozen and self.wellBehaved:
             # The client's FIN and CHANNEL_FIN may follow from the above.
-            for frame in self.conn.received():
-                self.handle(frame)
+            self.conn.received()
             self.ackAll()
 
     @property
@@ -241,6 +205,7 @@ class Peer:
 
     def check(self) -> None:
         controller = self.machine.controller
+        assert self.peer.violations == [], self.peer.violations
         if self.conn is not None:
             assert not self.conn.closed
             assert self.conn.protocol.vp is self.vp
@@ -252,14 +217,14 @@ class Peer:
             vp = self.vp
             assert vp.session.rcvNxt == self.daemonHas, (vp.session.rcvNxt, self.daemonHas)
             if self.conn is not None and not self.frozen:
-                assert vp.session.sndNxt == self.rcvNxt, (vp.session.sndNxt, self.rcvNxt)
-                assert vp.session.unacked == len(self.pendingAcks), (vp.session.unacked, self.pendingAcks)
+                assert vp.session.sndNxt == self.peer.rcvNxt, (vp.session.sndNxt, self.peer.rcvNxt)
+                assert vp.session.unacked == len(self.peer.owed), (vp.session.unacked, self.peer.owed)
             if self.conn is None:
                 assert vp.connection is None
                 assert "/sockets/" + vp.name not in self.machine.reactor.sockets
         for channel, client in self.clients.items():
             assert bytes(client.got) == bytes(client.expected), (channel, client.got, client.expected)
-            received = bytes(self.atScamper.get(channel, b""))
+            received = self.peer.received(channel)
             assert bytes(client.written).startswith(received), (channel, client.written, received)
             if self.conn is not None and not self.frozen:
                 assert received == bytes(client.written), (channel, client.written, received)
@@ -351,15 +316,14 @@ class SessionMachine(RuleBasedStateMachine):
     @rule(data=st.data(), payload=payloadsSmall)
     def scamperSends(self, data, payload):
         channel = data.draw(st.sampled_from(sorted(self.a.openAtScamper)))
-        self.a.sendSequenced(channel, payload)
+        self.a.sendData(channel, payload)
         self.settle()
 
     @precondition(lambda self: self.a.openAtScamper)
     @rule(data=st.data())
     def scamperFinishes(self, data):
         channel = data.draw(st.sampled_from(sorted(self.a.openAtScamper)))
-        self.a.openAtScamper.discard(channel)
-        self.a.sendSequenced(0, wire.channelFinPayload(channel))
+        self.a.sendFin(channel)
         self.settle()
 
     @precondition(lambda self: self.a.conn is not None)
@@ -371,7 +335,7 @@ class SessionMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.a.conn is not None)
     @rule()
     def scamperKeepalive(self):
-        self.a.sendRaw(encodeKeepalive(self.a.sndNxt))
+        self.a.sendRaw(self.a.peer.keepalive())
         self.settle()
 
     @precondition(lambda self: self.a.conn is not None and not self.a.frozen)
@@ -400,9 +364,9 @@ class SessionMachine(RuleBasedStateMachine):
     @rule(seconds=st.floats(0, 40), keepalive=st.booleans())
     def timePasses(self, seconds, keepalive):
         """B stays in touch; A only if C{keepalive}."""
-        self.b.sendRaw(encodeKeepalive(self.b.sndNxt))
+        self.b.sendRaw(self.b.peer.keepalive())
         if keepalive and self.a.conn is not None:
-            self.a.sendRaw(encodeKeepalive(self.a.sndNxt))
+            self.a.sendRaw(self.a.peer.keepalive())
         self.reactor.advance(seconds)
         self.settle()
 
@@ -413,7 +377,7 @@ class SessionMachine(RuleBasedStateMachine):
         client.fake.write(payload)
         client.written.extend(payload)
         self.b.settle()
-        self.b.sendSequenced(client.channel, b"echo:" + payload)
+        self.b.sendData(client.channel, b"echo:" + payload)
         self.settle()
         self.bTalks += 1
 
@@ -447,7 +411,7 @@ class SessionMachine(RuleBasedStateMachine):
     @rule(acked=st.integers(0, 0xFFFFFFFF))
     def badAck(self, acked):
         a = self.a
-        if a.pendingAcks and acked == a.pendingAcks[0]:
+        if a.peer.owed and acked == a.peer.owed[0]:
             acked = (acked + 1) & 0xFFFFFFFF
         a.sendRaw(encodeAck(a.daemonHas, acked))
         self.expectFatal()
@@ -462,7 +426,7 @@ class SessionMachine(RuleBasedStateMachine):
     def oversizedControl(self, kind, extra):
         a = self.a
         if kind == ControlType.ACK:
-            body = encodeAck(0, a.pendingAcks[0] if a.pendingAcks else 0)[10:]
+            body = encodeAck(0, a.peer.owed[0] if a.peer.owed else 0)[10:]
         elif kind == ControlType.CHANNEL_FIN:
             body = wire.channelFinPayload(min(a.openAtScamper) if a.openAtScamper else 1)
         else:
@@ -478,7 +442,7 @@ class SessionMachine(RuleBasedStateMachine):
         a = self.a
         body = {
             "new": encodeMasterNew(b"another!")[10:],
-            "res": encodeMasterRes(a.magic, a.rcvNxt, a.sndNxt, a.sndNxt)[10:],
+            "res": encodeMasterRes(a.magic, a.peer.rcvNxt, a.peer.sndNxt, a.peer.sndNxt)[10:],
             "id": wire.encodeMasterId("x")[10:],
             "ok": wire.encodeMasterOk(0)[10:],
             "rej": wire.encodeMasterRej()[10:],
@@ -529,8 +493,8 @@ class SessionMachine(RuleBasedStateMachine):
                 vp = peer.vp
                 if rcvNxt == vp.session.sndNxt or any(seq == rcvNxt for seq in vp.session.unackedSequences()):
                     rcvNxt = (vp.session.sndNxt + 0x40000000) & 0xFFFFFFFF
-            intruder = FakeScamper(self.controller, port=self.nextPort())
-            intruder.send(encodeMasterRes(magic, rcvNxt, 0, 0))
+            intruder = MemoryScamper(self.controller, port=self.nextPort(), magic=magic)
+            intruder.resume(rcvNxt, 0, 0)
             frames = intruder.received()
             assert [wire.parseControl(f.payload) for f in frames] == [wire.MasterRej()], frames
             assert intruder.closed
@@ -545,8 +509,8 @@ class SessionMachine(RuleBasedStateMachine):
         """
         peer = self.a if which == "a" else self.b
         zombie = peer.conn is None and peer.registered
-        intruder = FakeScamper(self.controller, port=self.nextPort())
-        intruder.send(encodeMasterNew(peer.magic))
+        intruder = MemoryScamper(self.controller, port=self.nextPort(), magic=peer.magic)
+        intruder.register()
         if not zombie:
             if peer.conn is not None:
                 assert intruder.closed
@@ -571,7 +535,7 @@ class SessionMachine(RuleBasedStateMachine):
     @rule(stream=st.binary(max_size=100))
     def unregisteredGarbage(self, stream):
         """A stranger's bytes: it is closed or kept waiting, nothing else."""
-        stranger = FakeScamper(self.controller, port=self.nextPort())
+        stranger = MemoryScamper(self.controller, port=self.nextPort())
         stranger.send(stream)
         if stranger.protocol.vp is not None:
             # By chance a valid MASTER_NEW: a new vantage point; free it.

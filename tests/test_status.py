@@ -29,9 +29,10 @@ from sc_remoted.status import (
     statusResource,
 )
 from sc_remoted.tap import Options, makeService
-from sc_remoted.wire import encodeMasterNew, encodeMasterRes
+from sc_remoted.wire import encodeMasterOk
 
-from .fakes import FakeClient, FakeScamper, makeController
+from .fakes import FakeClient, makeController
+from .peer_twisted import MemoryScamper
 from .realprocs import LOOPBACK, PortRecordingEndpoint, makeSocketsDirectory, waitFor
 from .test_real_scamper import InProcessDaemonMixin
 
@@ -91,8 +92,8 @@ class StatusTests(SynchronousTestCase):
         self.resource = statusResource(self.status)
 
     def register(self, magic=b"magic-one", monitorname=None, host="192.0.2.7", port=1025):
-        scamper = FakeScamper(self.controller, host, port)
-        scamper.send(encodeMasterNew(magic, monitorname))
+        scamper = MemoryScamper(self.controller, host, port, magic=magic, monitorname=monitorname)
+        scamper.register()
         scamper.received()
         return scamper
 
@@ -152,8 +153,9 @@ class StatusTests(SynchronousTestCase):
         scamper = self.register()
         scamper.lose()
         self.reactor.advance(30)
-        again = FakeScamper(self.controller, "192.0.2.7", 1026)
-        again.send(encodeMasterRes(b"magic-one", 0, 0, 0))
+        again = MemoryScamper(self.controller, "192.0.2.7", 1026, peer=scamper.peer)
+        again.resume()
+        self.assertEqual(again.receivedBytes(), encodeMasterOk(0))
         [vp] = self.statusJSON()["vantagePoints"]
         self.assertEqual((vp["state"], vp["resumes"], vp["since"], vp["name"]), ("connected", 1, 1030, "192.0.2.7:1026"))
 

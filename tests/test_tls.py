@@ -18,9 +18,8 @@ import sys
 import sysconfig
 import tempfile
 import time
-from typing import Callable, List, Optional
+from typing import List, Optional
 
-from cryptography import x509
 from OpenSSL import SSL
 from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
@@ -33,7 +32,6 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.error import ConnectError, ConnectionClosed, ConnectionDone
 from twisted.internet.interfaces import (
-    IHandshakeListener,
     IOpenSSLClientConnectionCreator,
     IStreamServerEndpoint,
 )
@@ -60,20 +58,11 @@ from sc_remoted.tls import (
     loadServerTLS,
     nameMatches,
 )
-from sc_remoted.wire import (
-    CONTROL_CHANNEL,
-    ChannelFin,
-    ChannelNew,
-    FrameDecoder,
-    MasterId,
-    encodeAck,
-    encodeFrame,
-    encodeMasterNew,
-    parseControl,
-)
 
 from .certs import CertificateAuthority, writeFile
 from .fakes import SocketsReactor
+from .peer import ScamperPeer
+from .peer_twisted import PeerProtocol
 
 LOOPBACK = "127.0.0.1"
 PASSPHRASE = b"correct horse"
@@ -368,7 +357,7 @@ class MemoryTLSTests(SynchronousTestCase):
 
     def test_plaintextLoggedOnce(self):
         with capturedLogs() as events:
-            self.protocol.dataReceived(encodeMasterNew(b"magic", "vp1"))
+            self.protocol.dataReceived(ScamperPeer(b"magic", "vp1").masterNew())
             self.assertTrue(self.transport.disconnecting)
             self.protocol.connectionLost(Failure(ConnectionDone()))
         [failed] = _events(events, "tls.handshake_failed")
@@ -406,76 +395,13 @@ class ScamperClientTLS:
         return connection
 
 
-@implementer(IHandshakeListener)
-class FakeScamper(Protocol):
+def FakeScamper(magic: bytes = b"magic-1", monitorname: Optional[str] = None) -> PeerProtocol:
     """
-    A scamper's side of a session: MASTER_NEW on connect, every sequenced
-    frame acknowledged, data frames collected per channel.
+    A scamper's side of a session (L{tests.peer.ScamperPeer}): MASTER_NEW
+    on connect, every acked frame acknowledged, each channel's data kept;
+    C{serverCertificate} is the daemon's once the handshake is done.
     """
-
-    def __init__(self, magic: bytes = b"magic-1", monitorname: Optional[str] = None, register: bool = True):
-        self.magic = magic
-        self.monitorname = monitorname
-        self.register = register
-        self.decoder = FrameDecoder()
-        self.identity: Optional[str] = None
-        self.serverCertificate: Optional[x509.Certificate] = None
-        self.channels: List[int] = []
-        self.data: dict = {}
-        self.seq = 0
-        self.lost = defer.Deferred()
-        self.reason: Optional[Failure] = None
-        self._waiters: List[tuple] = []
-
-    def connectionMade(self):
-        self.address = self.transport.getHost()
-        if self.register:
-            self.transport.write(encodeMasterNew(self.magic, self.monitorname))
-
-    def handshakeCompleted(self):
-        self.serverCertificate = self.transport.getPeerCertificate().to_cryptography()
-
-    def dataReceived(self, data):
-        for frame in self.decoder.feed(data):
-            if frame.channel != CONTROL_CHANNEL:
-                self.transport.write(encodeAck(self.seq, frame.seq))
-                self.data[frame.channel] = self.data.get(frame.channel, b"") + frame.payload
-            else:
-                message = parseControl(frame.payload)
-                if isinstance(message, MasterId):
-                    self.identity = message.identity
-                elif isinstance(message, (ChannelNew, ChannelFin)):
-                    self.transport.write(encodeAck(self.seq, frame.seq))
-                    if isinstance(message, ChannelNew):
-                        self.channels.append(message.channel)
-        self._check()
-
-    def send(self, channel: int, payload: bytes) -> None:
-        self.transport.write(encodeFrame(self.seq, channel, payload))
-        self.seq += 1
-
-    def waitFor(self, condition: Callable[[], bool]) -> defer.Deferred:
-        """Fires once C{condition()} holds; fails if the connection is lost first."""
-        if self.reason is not None:
-            return defer.fail(self.reason)
-        d = defer.Deferred()
-        self._waiters.append((condition, d))
-        self._check()
-        return d
-
-    def _check(self):
-        for waiter in list(self._waiters):
-            condition, d = waiter
-            if condition():
-                self._waiters.remove(waiter)
-                d.callback(None)
-
-    def connectionLost(self, reason):
-        self.reason = reason
-        for condition, d in self._waiters:
-            d.errback(reason)
-        self._waiters = []
-        self.lost.callback(None)
+    return PeerProtocol(ScamperPeer(magic, monitorname))
 
 
 class LocalClient(Protocol):
@@ -560,6 +486,7 @@ class TLSSessionMixin:
 
     clientCA = False
     skipNameVerification = False
+    zombieTime = 0
 
     def startServer(self):
         from twisted.internet import reactor
@@ -574,7 +501,7 @@ class TLSSessionMixin:
             writeFile(caPath, self.clientAuthority.certificatePEM())
         self.tls = ReloadableServerTLS(TLSFiles(self.files.certPath, self.files.keyPath, caPath))
         check = ClientNameCheck() if self.clientCA and not self.skipNameVerification else None
-        self.controller = Controller(reactor, self.sockets, zombieTime=0, clientNameCheck=check)
+        self.controller = Controller(reactor, self.sockets, zombieTime=self.zombieTime, clientNameCheck=check)
         self.endpoint = RecordingEndpoint(TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK))
         self.service = makeRemotedService(self.controller, [self.endpoint], self.tls)
         self.service.startService()
@@ -608,7 +535,7 @@ class TLSSessionMixin:
     def openLocal(self, scamper):
         from twisted.internet import reactor
 
-        name = socketName(scamper.identity, scamper.monitorname)
+        name = socketName(scamper.identity, scamper.peer.monitorname)
         client = LocalClient()
         self.connections.append(client)
         yield connectProtocol(UNIXClientEndpoint(reactor, os.path.join(self.sockets, name)), client)
@@ -617,21 +544,23 @@ class TLSSessionMixin:
     @defer.inlineCallbacks
     def assertRelays(self, scamper, text=b"ping 192.0.2.1"):
         """A local client's bytes reach scamper, scamper's reach the client."""
+        peer = scamper.peer
         client = yield self.openLocal(scamper)
-        count = len(scamper.channels)
-        yield _timeout(scamper.waitFor(lambda: len(scamper.channels) > count))
-        channel = scamper.channels[-1]
+        count = len(peer.channels)
+        yield scamper.waitFor(lambda: len(peer.channels) > count, "CHANNEL_NEW")
+        channel = peer.lastChannel()
         client.transport.write(text + b"\n")
-        yield _timeout(scamper.waitFor(lambda: scamper.data.get(channel, b"").endswith(text + b"\n")))
-        scamper.send(channel, b"OK " + text + b"\n")
+        yield scamper.waitFor(lambda: peer.received(channel).endswith(text + b"\n"), "the client's line")
+        scamper.sendData(channel, b"OK " + text + b"\n")
         yield _timeout(client.waitFor(b"OK " + text + b"\n"))
         client.transport.loseConnection()
+        self.assertEqual(scamper.violations, [])
 
     @defer.inlineCallbacks
     def register(self, monitorname=None, creator=None, magic=b"magic-1"):
         scamper = FakeScamper(magic, monitorname)
         yield self.connect(scamper, creator)
-        yield _timeout(scamper.waitFor(lambda: scamper.identity is not None))
+        yield scamper.waitFor(lambda: scamper.identity is not None, "MASTER_ID")
         return scamper
 
     @defer.inlineCallbacks
@@ -1008,7 +937,7 @@ class TwistdReloadTests(TLSSessionMixin, TestCase):
             scamper = FakeScamper(b"magic-1", "vp1")
             try:
                 yield self.connect(scamper)
-                yield _timeout(scamper.waitFor(lambda s=scamper: s.identity is not None))
+                yield scamper.waitFor(lambda s=scamper: s.identity is not None, "MASTER_ID")
                 first = scamper
             except (ConnectError, ConnectionClosed, defer.TimeoutError, SSL.Error):
                 if time.monotonic() > deadline:

@@ -10,15 +10,15 @@ directory so that the checkout is not what gets imported.
 import os
 import shutil
 import signal
-import struct
 import sys
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectError
-from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 
+from .peer import ScamperPeer
+from .peer_twisted import PeerProtocol
 from .realprocs import (
     LOOPBACK,
     freePort,
@@ -37,53 +37,21 @@ from .realprocs import (
     writeCommands,
 )
 
-HEADER = struct.Struct(">IIH")
-MASTER_NEW = 0
-MASTER_ID = 1
-# PROTOCOL.md 1.2: type, magic_len, magic, mon_len (0: no monitorname).
 MAGIC = bytes.fromhex("5463a1f00d5eed01")
-
-
-class HandScamper(Protocol):
-    """Just enough of scamper to register: MASTER_NEW, then read MASTER_ID."""
-
-    def __init__(self) -> None:
-        self.received = b""
-        self.closed: defer.Deferred = defer.Deferred()
-
-    def connectionMade(self) -> None:
-        payload = bytes([MASTER_NEW, len(MAGIC)]) + MAGIC + b"\x00"
-        self.transport.write(HEADER.pack(0, 0, len(payload)) + payload)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def masterId(self):
-        """The MASTER_ID string, once a whole frame has arrived, else None."""
-        if len(self.received) < HEADER.size:
-            return None
-        seq, channel, length = HEADER.unpack_from(self.received)
-        payload = self.received[HEADER.size : HEADER.size + length]
-        if len(payload) < length:
-            return None
-        if (seq, channel) != (0, 0) or payload[0] != MASTER_ID or payload[1] != length - 2:
-            raise AssertionError("not a MASTER_ID frame: %r" % (self.received,))
-        if not payload.endswith(b"\x00"):
-            raise AssertionError("MASTER_ID without its NUL: %r" % (payload,))
-        return payload[2:-1].decode("ascii")
-
-    def connectionLost(self, reason) -> None:
-        self.closed.callback(None)
 
 
 @defer.inlineCallbacks
 def connectWhenListening(port: int, timeout: float):
-    """Connect a L{HandScamper} as soon as something listens on C{port}."""
+    """
+    Connect a fake scamper (L{tests.peer}: MASTER_NEW without a
+    monitorname, then it checks what comes back) as soon as something
+    listens on C{port}.
+    """
     deadline = reactor.seconds() + timeout
     endpoint = TCP4ClientEndpoint(reactor, LOOPBACK, port, timeout=2)
     while True:
         try:
-            protocol = yield connectProtocol(endpoint, HandScamper())
+            protocol = yield connectProtocol(endpoint, PeerProtocol(ScamperPeer(MAGIC)))
             return protocol
         except ConnectError as e:
             if reactor.seconds() >= deadline:
@@ -119,7 +87,8 @@ class TwistdTests(TestCase):
             path=self.workDirectory,
         )
         hand = yield connectWhenListening(port, 20)
-        identity = yield waitFor(reactor, hand.masterId, 5, "MASTER_ID")
+        identity = yield waitFor(reactor, lambda: hand.identity, 5, "MASTER_ID")
+        self.assertEqual(hand.violations, [])
         self.assertEqual(identity, "%s:%d" % (LOOPBACK, hand.transport.getHost().port))
         yield waitForSocket(reactor, self.directory, 5, name=identity)
 
@@ -152,7 +121,8 @@ class TwistdTests(TestCase):
         # signal so that its parent sees it died of SIGTERM.
         self.assertIn((result.exitCode, result.signal), [(0, None), (None, signal.SIGTERM)], result)
         self.assertIn(b"Server Shut Down.", result.out, result)
-        yield waitFor(reactor, lambda: hand.closed.called, 5, "the daemon to close our connection")
+        yield waitFor(reactor, lambda: hand.lost.called, 5, "the daemon to close our connection")
+        self.assertEqual(hand.violations, [])
         self.assertEqual(os.listdir(self.directory), [], result)
 
     test_servesAndStopsOnSigterm.timeout = 60  # type: ignore[attr-defined]
