@@ -128,6 +128,21 @@ class Session:
         (retransmissions not counted again).
     """
 
+    __slots__ = (
+        "state",
+        "sndNxt",
+        "rcvNxt",
+        "channels",
+        "unackedBytes",
+        "resumes",
+        "framesIn",
+        "bytesIn",
+        "framesOut",
+        "bytesOut",
+        "_nextChannel",
+        "_unacked",
+    )
+
     def __init__(self) -> None:
         self.state = State.REGISTERING
         self.sndNxt = 0
@@ -314,6 +329,20 @@ class Link:
     @ivar session: the L{Session} this connection serves, once attached.
     @ivar closed: the connection is being closed: reads are ignored.
     """
+
+    __slots__ = (
+        "timeouts",
+        "session",
+        "closed",
+        "acceptedAt",
+        "lastReceived",
+        "lastSent",
+        "_paused",
+        "_held",
+        "_needed",
+        "_headerNew",
+        "_undecoded",
+    )
 
     def __init__(self, now: float, timeouts: Timeouts = Timeouts()) -> None:
         self.timeouts = timeouts

@@ -14,7 +14,7 @@ do while the VP is a zombie), we stop reading from the clients.
 """
 
 import socket
-from typing import Callable, Dict, Iterable
+from typing import Dict, Iterable, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
@@ -53,32 +53,46 @@ def enlargeSendBuffer(transport: object, size: int = UNIX_SEND_BUFFER) -> None:
             log.warn("cannot enlarge a socket's send buffer: {error}", error=e.strerror, sc_event="socket.sndbuf")
 
 
+class FlowOwner(Protocol):
+    """What flow control needs of the vantage point it serves."""
+
+    name: str
+
+    def channelEnds(self) -> Iterable[object]:
+        """The ends of its open channels."""
+
+    def pauseScamper(self, paused: bool) -> None:
+        """Stop (C{True}) or restart reading from its scamper connection."""
+
+
 @implementer(IPushProducer)
 class FlowControl:
     """
     The flow state of one vantage point.  It is the producer registered
     with the scamper transport: Twisted pauses it when that transport's
     send buffer is full.
-
-    @param name: the vantage point's name, for the log.
-    @param ends: the channel ends of the vantage point, when called.
-    @param pauseScamper: called with C{True} to stop reading from scamper,
-        C{False} to read again.
     """
+
+    __slots__ = (
+        "_owner",
+        "_clock",
+        "_maxUnacked",
+        "_stallLimit",
+        "unackedBytes",
+        "_sendBlocked",
+        "_clientsPaused",
+        "_stalled",
+    )
 
     def __init__(
         self,
+        owner: FlowOwner,
         clock: IReactorTime,
-        name: Callable[[], str],
-        ends: Callable[[], Iterable[object]],
-        pauseScamper: Callable[[bool], None],
         maxUnacked: int = MAX_UNACKED,
         stallLimit: float = STALL_LIMIT,
     ) -> None:
+        self._owner = owner
         self._clock = clock
-        self._name = name
-        self._ends = ends
-        self._pauseScamper = pauseScamper
         self._maxUnacked = maxUnacked
         self._stallLimit = stallLimit
         self.unackedBytes = 0
@@ -112,7 +126,7 @@ class FlowControl:
         if pause == self._clientsPaused:
             return
         self._clientsPaused = pause
-        for end in self._ends():
+        for end in self._owner.channelEnds():
             if IPausableEnd.providedBy(end):
                 if pause:
                     end.pauseReading()
@@ -147,7 +161,7 @@ class FlowControl:
         del self._stalled[end]
         log.warn(
             "{vp}: a local client read nothing for {limit:.0f} s; closing its channel",
-            vp=self._name(),
+            vp=self._owner.name,
             limit=self._stallLimit,
             sc_event="channel.stalled",
         )
@@ -162,7 +176,7 @@ class FlowControl:
         self._updateClients()
 
     def _updateScamper(self) -> None:
-        self._pauseScamper(bool(self._stalled))
+        self._owner.pauseScamper(bool(self._stalled))
 
     def stop(self) -> None:
         """The VP is gone: cancel the stall timers."""

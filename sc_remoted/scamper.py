@@ -84,8 +84,6 @@ class ScamperProtocol(Protocol):
             setNoDelay(True)
         if hasattr(transport, "bufferSize"):  # not on a TLS transport
             transport.bufferSize = TRANSPORT_BUFFER
-        now = self._clock.seconds()
-        self.link = Link(now, self._timeouts)
         self._timer = self._clock.callLater(self._timeouts.registration, self._timerFired)
         log.info("connection from {peer}", peer=self.peer, sc_event="scamper.connected")
 

@@ -60,7 +60,7 @@ class VantagePoint:
         self.maxChannels = maxChannels
         self.connectedAt = clock.seconds()
         self.session = Session()
-        self.flow = FlowControl(clock, lambda: self.name, self._ends, self._pauseScamper)
+        self.flow = FlowControl(self, clock)
         self.address: Optional[Union[IPv4Address, IPv6Address]] = None
         self.peer = ""
         self.name = ""
@@ -75,10 +75,28 @@ class VantagePoint:
     def state(self) -> State:
         return self.session.state
 
-    def _ends(self) -> list:
+    __slots__ = (
+        "identifier",
+        "magic",
+        "monitorname",
+        "maxChannels",
+        "connectedAt",
+        "session",
+        "flow",
+        "address",
+        "peer",
+        "name",
+        "connection",
+        "listener",
+        "zombieTimer",
+    )
+
+    def channelEnds(self) -> list:
+        """The ends of the open channels (for flow control)."""
         return [channel.end for channel in self.session.channels.values()]
 
-    def _pauseScamper(self, paused: bool) -> None:
+    def pauseScamper(self, paused: bool) -> None:
+        """Stop or restart reading from scamper, while connected (for flow control)."""
         if self.connection is not None:
             self.connection.setReadingPaused(paused)
 
