@@ -1273,9 +1273,13 @@ def main(argv=None):
     p.add_argument("--keep-logs", action="store_true", help="keep each daemon's directory and log in /tmp")
     p.add_argument("--report", metavar="JSON", default=None,
                    help="print the tables of a saved run (and --plot it) instead of measuring")
+    p.add_argument("--compare", metavar="JSON", nargs=2, default=None,
+                   help="compare two saved runs (BEFORE AFTER) of both daemons, as reStructuredText")
     opts = p.parse_args(argv)
     if opts.report:
         return report(opts.report, opts.plot)
+    if opts.compare:
+        return compare(*opts.compare)
 
     if opts.quick:
         opts.reps = 1
@@ -1449,6 +1453,39 @@ def rstTable(results, daemons):
     rule = "  ".join("=" * w for w in widths)
     line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
     return "\n".join([rule, line(head), rule] + [line(r) for r in rows] + [rule])
+
+
+def compare(beforePath, afterPath):
+    """
+    Two saved runs side by side: our daemon before and after a change,
+    each beside the C daemon of its own run (absolute figures drift from
+    run to run; the ratio to C from the same run is what compares).
+    """
+    runs = []
+    for path in (beforePath, afterPath):
+        with open(path) as f:
+            runs.append({(e["scenario"], e["case"]): e for e in json.load(f)["results"]})
+    before, after = runs
+    head = ["scenario", "case", "metric", "ours before", "C", "ours/C", "ours after", "C", "ours/C"]
+    rows = []
+    for key, entry in after.items():
+        if key not in before:
+            continue
+        keys = KEY_METRICS.get(key[0].split()[0], [])
+        if key[0].endswith("sweep"):
+            keys = keys[:1]
+        for metric in keys:
+            row = list(key) + [metric]
+            for e in (before[key], entry):
+                ours, c = e["summary"].get("ours", {}).get(metric), e["summary"].get("c", {}).get(metric)
+                ratio = "%.2f" % (ours["median"] / c["median"]) if ours and c and c["median"] else "-"
+                row += [fmt(ours), fmt(c), ratio]
+            rows.append(row)
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    rule = "  ".join("=" * w for w in widths)
+    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
+    print("\n".join([rule, line(head), rule] + [line(r) for r in rows] + [rule]))
+    return 0
 
 
 def report(path, plotPath=None):
