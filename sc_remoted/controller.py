@@ -256,7 +256,7 @@ class Controller:
                 sc_event="vp.resumed_without_socket",
             )
         connection.attach(vp)
-        connection.write(vp.session.resume(message.rcv_nxt))
+        connection.writeSequence(vp.session.resume(message.rcv_nxt))
         log.info(
             "{vp}: resumed from {peer}, {unacked} messages retransmitted",
             vp=vp.name,

@@ -45,7 +45,6 @@ from .wire import (
     channelFinPayload,
     channelNewPayload,
     encodeAcks,
-    encodeFrame,
     encodeKeepalive,
     encodeMasterOk,
     parseControl,
@@ -72,6 +71,11 @@ class Timeouts:
     keepalive: float = KEEPALIVE_INTERVAL
 
 _unpackHeader = HEADER.unpack_from
+
+# What the session gives to write to scamper: a frame's header and its
+# payload apart, in order, for one writeSequence.  Never joined here: a
+# join of a large read is a large allocation, which costs page faults.
+Parts = List[bytes]
 
 
 class ChannelState(enum.Enum):
@@ -113,9 +117,9 @@ class Session:
     """
     The protocol state of one vantage point, from MASTER_NEW until freed.
 
-    Methods that make frames for scamper return their bytes: the caller
-    writes them while the session is L{State.CONNECTED} (they are empty
-    otherwise, and wait in the unacknowledged queue for a resume).
+    Methods that make frames for scamper return them as L{Parts}, to be
+    written in order while the session is L{State.CONNECTED} (empty
+    otherwise: the frames wait in the unacknowledged queue for a resume).
 
     @ivar state: the L{State} of the lifecycle (L{sc_remoted.lifecycle}).
     @ivar sndNxt: the sequence number of the next acked message we send.
@@ -153,7 +157,7 @@ class Session:
         self.framesIn = self.bytesIn = 0
         self.framesOut = self.bytesOut = 0
         self._nextChannel = 1
-        self._unacked: Deque[Tuple[int, bytes]] = deque()
+        self._unacked: Deque[Tuple[int, bytes, bytes]] = deque()
 
     def advance(self, event: Input) -> State:
         """Apply one lifecycle input (see L{sc_remoted.lifecycle.TRANSITIONS})."""
@@ -167,22 +171,27 @@ class Session:
 
     def unackedSequences(self) -> List[int]:
         """The sequence numbers of those messages, oldest first."""
-        return [seq for seq, _ in self._unacked]
+        return [seq for seq, _, _ in self._unacked]
 
     # Towards scamper ---------------------------------------------------
 
-    def _sequenced(self, channel: int, payload: bytes) -> bytes:
-        """Number an acked message and keep it until scamper acknowledges it."""
+    def _sequenced(self, channel: int, payload: bytes, parts: Parts) -> None:
+        """
+        Number an acked message, keep it until scamper acknowledges it,
+        and add its header and payload to C{parts} while connected (it
+        only waits in the queue otherwise, for a resume).
+        """
         seq = self.sndNxt
-        frame = encodeFrame(seq, channel, payload)
+        header = HEADER.pack(seq, channel, len(payload))
         self.framesOut += 1
         self.bytesOut += len(payload)
-        self._unacked.append((seq, frame))
-        self.unackedBytes += len(frame)
+        self._unacked.append((seq, header, payload))
+        self.unackedBytes += HEADER_SIZE + len(payload)
         self.sndNxt = (seq + 1) & SEQ_MASK
-        return frame if self.state is State.CONNECTED else b""
+        if self.state is State.CONNECTED:
+            parts += (header, payload)
 
-    def openChannel(self, end: Any) -> Tuple[Channel, bytes]:
+    def openChannel(self, end: Any) -> Tuple[Channel, Parts]:
         """
         A new channel for C{end}, and its CHANNEL_NEW.  Numbers start at
         1 (0 is the control channel) and are not reused while open.
@@ -192,28 +201,32 @@ class Session:
             number = (number + 1) & SEQ_MASK
         self._nextChannel = (number + 1) & SEQ_MASK
         channel = self.channels[number] = Channel(number, end)
-        return channel, self._sequenced(CONTROL_CHANNEL, channelNewPayload(number))
+        parts: Parts = []
+        self._sequenced(CONTROL_CHANNEL, channelNewPayload(number), parts)
+        return channel, parts
 
-    def clientData(self, channel: Channel, data: bytes) -> bytes:
+    def clientData(self, channel: Channel, data: bytes) -> Parts:
         """
         The frames that carry a local client's read on C{channel}: nothing
         once the client or scamper finished it.  A read too large for one
         frame is cut into equal frames (not 65535 plus a sliver): scamper
         re-assembles lines, so only the count of frames matters.
         """
+        parts: Parts = []
         if channel.state is not ChannelState.OPEN or not data:
-            return b""
+            return parts
         size = len(data)
         if size <= MAX_PAYLOAD:
-            return self._sequenced(channel.number, data)
+            self._sequenced(channel.number, data, parts)
+            return parts
         pieces = -(-size // MAX_PAYLOAD)
         step = -(-size // pieces)
         view = memoryview(data)
-        return b"".join(
-            [self._sequenced(channel.number, bytes(view[start : start + step])) for start in range(0, size, step)]
-        )
+        for start in range(0, size, step):
+            self._sequenced(channel.number, bytes(view[start : start + step]), parts)
+        return parts
 
-    def clientFinished(self, channel: Channel) -> Optional[bytes]:
+    def clientFinished(self, channel: Channel) -> Optional[Parts]:
         """
         The local client will send nothing more: the CHANNEL_FIN to send,
         or L{None} if the channel was already finished either way.
@@ -221,7 +234,9 @@ class Session:
         if channel.state is not ChannelState.OPEN:
             return None
         channel.state = ChannelState.CLIENT_FINISHED
-        return self._sequenced(CONTROL_CHANNEL, channelFinPayload(channel.number))
+        parts: Parts = []
+        self._sequenced(CONTROL_CHANNEL, channelFinPayload(channel.number), parts)
+        return parts
 
     def keepalive(self) -> bytes:
         """A KEEPALIVE carries the next sequence number without consuming it."""
@@ -247,7 +262,7 @@ class Session:
         Why a MASTER_RES cannot continue this session, or L{None} if it
         can (docs/protocol.rst 3.9, checks A and B).
         """
-        if message.rcv_nxt != self.sndNxt and all(seq != message.rcv_nxt for seq, _ in self._unacked):
+        if message.rcv_nxt != self.sndNxt and all(seq != message.rcv_nxt for seq, _, _ in self._unacked):
             return "scamper expects seq %d, which we no longer hold" % (message.rcv_nxt,)
         if seqLessThan(self.rcvNxt, message.snd_una) or seqLessThan(message.snd_nxt, self.rcvNxt):
             return "scamper's send window %d:%d does not hold our next expected seq %d" % (
@@ -257,7 +272,7 @@ class Session:
             )
         return None
 
-    def resume(self, rcvNxt: int) -> bytes:
+    def resume(self, rcvNxt: int) -> Parts:
         """
         Accept a resume whose MASTER_RES said it expects C{rcvNxt}: forget
         what scamper already has and return MASTER_OK followed by the rest
@@ -267,8 +282,11 @@ class Session:
         self.resumes += 1
         unacked = self._unacked
         while unacked and seqLessThan(unacked[0][0], rcvNxt):
-            self.unackedBytes -= len(unacked.popleft()[1])
-        return b"".join([encodeMasterOk(self.rcvNxt)] + [frame for _, frame in unacked])
+            self.unackedBytes -= HEADER_SIZE + len(unacked.popleft()[2])
+        parts: Parts = [encodeMasterOk(self.rcvNxt)]
+        for _, header, payload in unacked:
+            parts += (header, payload)
+        return parts
 
     # From scamper ------------------------------------------------------
 
@@ -280,7 +298,7 @@ class Session:
         expected = unacked[0][0]
         if seq != expected:
             raise WireError("ACK %d, expected ACK %d" % (seq, expected))
-        self.unackedBytes -= len(unacked.popleft()[1])
+        self.unackedBytes -= HEADER_SIZE + len(unacked.popleft()[2])
 
 
 Request = Union[MasterNew, MasterRes]

@@ -98,6 +98,9 @@ class IScamperLink(Interface):
     def write(data):
         """Send bytes to scamper."""
 
+    def writeSequence(parts):
+        """Send a list of byte strings to scamper, in order, in one write."""
+
     def setReadingPaused(paused):
         """Stop (C{True}) or restart reading from scamper."""
 

@@ -10,7 +10,7 @@ are the link's; here they are one C{callLater}, re-armed only when it
 fires, so that no message pays for rescheduling a timer.
 """
 
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
@@ -94,6 +94,13 @@ class ScamperProtocol(Protocol):
         if self._debug:
             self._logFrames("sent", data)
         self._out.write(data)
+        self.link.lastSent = self._clock.seconds()
+
+    def writeSequence(self, parts: List[bytes]) -> None:
+        """Send the parts of one or more frames to scamper now, in one write."""
+        if self._debug:
+            self._logFrames("sent", b"".join(parts))
+        self._out.writeSequence(parts)
         self.link.lastSent = self._clock.seconds()
 
     def _logFrames(self, direction: str, data: bytes, decoder: Optional[FrameDecoder] = None) -> None:

@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTi
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from .engine import Channel, ReadResult, Session
+from .engine import Channel, Parts, ReadResult, Session
 from .flow import FlowControl
 from .interfaces import IScamperLink, IVantagePoint
 from .lifecycle import State
@@ -100,9 +100,9 @@ class VantagePoint:
         if self.connection is not None:
             self.connection.setReadingPaused(paused)
 
-    def _toScamper(self, data: Optional[bytes]) -> None:
-        if data and self.connection is not None:
-            self.connection.write(data)
+    def _toScamper(self, parts: Parts) -> None:
+        if parts and self.connection is not None:
+            self.connection.writeSequence(parts)
         self.flow.unackedChanged(self.session.unackedBytes)
 
     # Channels, for their ends ------------------------------------------
@@ -141,7 +141,10 @@ class VantagePoint:
     def sendMany(self, reads: List[Tuple[Channel, bytes]]) -> None:
         """L{send} each of C{reads}, in order, in one write to scamper."""
         clientData = self.session.clientData
-        self._toScamper(b"".join([clientData(channel, data) for channel, data in reads]))
+        parts: Parts = []
+        for channel, data in reads:
+            parts += clientData(channel, data)
+        self._toScamper(parts)
 
     def finish(self, channel: Channel) -> None:
         """The client will send nothing more: CHANNEL_FIN, once."""

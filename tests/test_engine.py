@@ -78,6 +78,11 @@ TOP = SEQ_MASK  # the last sequence (and channel) number before the wrap
 # Frames as scamper writes them ------------------------------------------
 
 
+
+def joined(parts):
+    """The bytes of a session's output (a list of parts), as they reach the wire."""
+    return None if parts is None else b"".join(parts)
+
 def data(seq, channel, payload):
     return encodeFrame(seq, channel, payload)
 
@@ -391,8 +396,8 @@ class EstablishedTests(SynchronousTestCase):
     def test_unackedBytesAccounting(self):
         """C{unackedBytes} counts whole frames, headers included."""
         sent = [encodeFrame(0, 0, channelNewPayload(1)), encodeFrame(1, 0, channelNewPayload(2))]
-        sent.append(self.session.clientData(self.one, b"ping\n"))
-        sent.append(self.session.clientFinished(self.two))
+        sent.append(joined(self.session.clientData(self.one, b"ping\n")))
+        sent.append(joined(self.session.clientFinished(self.two)))
         self.assertEqual(self.session.unackedBytes, sum(map(len, sent)))
         self.assertEqual(self.session.unackedSequences(), [0, 1, 2, 3])
         self.receive(encodeAck(0, 0) + encodeAck(0, 1) + encodeAck(0, 2))
@@ -492,7 +497,7 @@ class ClientSideTests(SynchronousTestCase):
         self.channel, self.channelNew = self.session.openChannel("end")
 
     def test_channelNew(self):
-        self.assertEqual(self.channelNew, encodeFrame(0, 0, channelNewPayload(1)))
+        self.assertEqual(joined(self.channelNew), encodeFrame(0, 0, channelNewPayload(1)))
         self.assertEqual((self.channel.number, self.channel.state, self.channel.end), (1, ChannelState.OPEN, "end"))
         self.assertIs(self.session.channels[1], self.channel)
         self.assertEqual(self.session.sndNxt, 1)
@@ -500,14 +505,14 @@ class ClientSideTests(SynchronousTestCase):
     def test_clientDataOneFrame(self):
         for payload in [b"x", b"ping\n" * 100, b"y" * MAX_PAYLOAD]:
             seq = self.session.sndNxt
-            self.assertEqual(self.session.clientData(self.channel, payload), encodeFrame(seq, 1, payload))
+            self.assertEqual(joined(self.session.clientData(self.channel, payload)), encodeFrame(seq, 1, payload))
 
     def test_clientDataSplit(self):
         """A read over 65535 bytes becomes the fewest equal frames, none over 65535."""
         for size in [MAX_PAYLOAD + 1, 2 * MAX_PAYLOAD, 2 * MAX_PAYLOAD + 1, 256 * 1024]:
             payload = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
             seq = self.session.sndNxt
-            got = frames(self.session.clientData(self.channel, payload))
+            got = frames(joined(self.session.clientData(self.channel, payload)))
             sizes = [len(f.payload) for f in got]
             self.assertEqual(len(got), framePieces(size), size)
             self.assertLessEqual(max(sizes), MAX_PAYLOAD)
@@ -517,23 +522,23 @@ class ClientSideTests(SynchronousTestCase):
             self.assertEqual({f.channel for f in got}, {1})
 
     def test_clientDataEmpty(self):
-        self.assertEqual(self.session.clientData(self.channel, b""), b"")
+        self.assertEqual(joined(self.session.clientData(self.channel, b"")), b"")
         self.assertEqual(self.session.sndNxt, 1)
 
     def test_clientFinished(self):
         """The first end of input makes a CHANNEL_FIN; nothing more is sent on the channel."""
-        self.assertEqual(self.session.clientFinished(self.channel), fin(1, 1))
+        self.assertEqual(joined(self.session.clientFinished(self.channel)), fin(1, 1))
         self.assertIs(self.channel.state, ChannelState.CLIENT_FINISHED)
-        self.assertIsNone(self.session.clientFinished(self.channel))
-        self.assertEqual(self.session.clientData(self.channel, b"late"), b"")
+        self.assertIsNone(joined(self.session.clientFinished(self.channel)))
+        self.assertEqual(joined(self.session.clientData(self.channel, b"late")), b"")
         self.assertEqual(self.session.sndNxt, 2)
         self.assertIn(1, self.session.channels)
 
     def test_nothingOnceClosed(self):
         self.session.closeFinished(self.link.receive(fin(0, 1), 1.0))
         self.assertIs(self.channel.state, ChannelState.CLOSED)
-        self.assertEqual(self.session.clientData(self.channel, b"late"), b"")
-        self.assertIsNone(self.session.clientFinished(self.channel))
+        self.assertEqual(joined(self.session.clientData(self.channel, b"late")), b"")
+        self.assertIsNone(joined(self.session.clientFinished(self.channel)))
         self.assertEqual(self.session.sndNxt, 1)
 
     def test_keepalive(self):
@@ -548,14 +553,14 @@ class ClientSideTests(SynchronousTestCase):
         """
         self.link.receive(encodeAck(0, 0) + data(0, 1, b"r"), 1.0)
         self.session.advance(Input.LINK_LOST)
-        self.assertEqual(self.session.clientData(self.channel, b"while away"), b"")
+        self.assertEqual(joined(self.session.clientData(self.channel, b"while away")), b"")
         other, new = self.session.openChannel("other")
-        self.assertEqual(new, b"")
-        self.assertEqual(self.session.clientFinished(self.channel), b"")
+        self.assertEqual(joined(new), b"")
+        self.assertEqual(joined(self.session.clientFinished(self.channel)), b"")
         self.assertEqual(self.session.unackedSequences(), [1, 2, 3])
         self.session.advance(Input.RESUME_ACCEPTED)
         self.assertEqual(
-            self.session.resume(1),
+            joined(self.session.resume(1)),
             encodeMasterOk(1)
             + data(1, 1, b"while away")
             + encodeFrame(2, 0, channelNewPayload(2))
@@ -564,13 +569,13 @@ class ClientSideTests(SynchronousTestCase):
         self.assertEqual(self.session.resumes, 1)
 
     def test_resumeForgetsWhatScamperHas(self):
-        sent = [self.channelNew] + [self.session.clientData(self.channel, b"%d" % i) for i in range(3)]
+        sent = [joined(self.channelNew)] + [joined(self.session.clientData(self.channel, b"%d" % i)) for i in range(3)]
         self.session.advance(Input.LINK_LOST)
         self.session.advance(Input.RESUME_ACCEPTED)
-        self.assertEqual(self.session.resume(2), encodeMasterOk(0) + sent[2] + sent[3])
+        self.assertEqual(joined(self.session.resume(2)), encodeMasterOk(0) + sent[2] + sent[3])
         self.assertEqual(self.session.unackedSequences(), [2, 3])
         self.assertEqual(self.session.unackedBytes, len(sent[2]) + len(sent[3]))
-        self.assertEqual(self.session.resume(4), encodeMasterOk(0))
+        self.assertEqual(joined(self.session.resume(4)), encodeMasterOk(0))
         self.assertEqual((self.session.unacked, self.session.unackedBytes, self.session.resumes), (0, 0, 2))
 
     def test_resumeAcrossTheWrap(self):
@@ -578,10 +583,10 @@ class ClientSideTests(SynchronousTestCase):
         session.advance(Input.REGISTERED)
         session.sndNxt = TOP - 1
         session.rcvNxt = 77
-        sent = [session.openChannel(i)[1] for i in range(4)]
+        sent = [joined(session.openChannel(i)[1]) for i in range(4)]
         self.assertEqual([f.seq for f in frames(b"".join(sent))], [TOP - 1, TOP, 0, 1])
-        self.assertEqual(session.resume(TOP), encodeMasterOk(77) + b"".join(sent[1:]))
-        self.assertEqual(session.resume(1), encodeMasterOk(77) + sent[3])
+        self.assertEqual(joined(session.resume(TOP)), encodeMasterOk(77) + b"".join(sent[1:]))
+        self.assertEqual(joined(session.resume(1)), encodeMasterOk(77) + sent[3])
         self.assertEqual(session.unackedSequences(), [1])
 
 
@@ -988,7 +993,8 @@ class Harness:
 
     def clientOpen(self):
         seq = self.session.sndNxt
-        channel, out = self.session.openChannel(object())
+        channel, parts = self.session.openChannel(object())
+        out = joined(parts)
         self.test.assertNotIn(channel.number, self.channels)
         self.channels[channel.number] = channel
         self.expected[channel.number] = ChannelState.OPEN
@@ -1004,7 +1010,7 @@ class Harness:
         channel = self.clientChannel()
         payload = self.draw(payloads)
         before = self.session.sndNxt
-        out = self.session.clientData(channel, payload)
+        out = joined(self.session.clientData(channel, payload))
         count = (self.session.sndNxt - before) & SEQ_MASK
         if self.expected[channel.number] is ChannelState.OPEN and payload:
             self.test.assertEqual(count, framePieces(len(payload)))
@@ -1016,7 +1022,7 @@ class Harness:
 
     def clientFinish(self):
         channel = self.clientChannel()
-        out = self.session.clientFinished(channel)
+        out = joined(self.session.clientFinished(channel))
         if self.expected[channel.number] is ChannelState.OPEN:
             self.expected[channel.number] = ChannelState.CLIENT_FINISHED
             self.emitted += 15
@@ -1145,7 +1151,7 @@ class Harness:
         session.advance(event)
         self.link = link
         link.attach(session)
-        out = session.resume(message.rcv_nxt)
+        out = joined(session.resume(message.rcv_nxt))
         t.assertTrue(isEmpty(link.receive(b"", self.now)))
         while self.una != message.rcv_nxt:
             self.removed += scamper.lengths[self.una]
@@ -1210,7 +1216,7 @@ class SessionProperties(SynchronousTestCase):
         """Client reads become consecutive frames whose payloads, joined, are the reads."""
         session, link = connect()
         channel, _ = session.openChannel(None)
-        out = b"".join(session.clientData(channel, read) for read in reads)
+        out = b"".join(joined(session.clientData(channel, read)) for read in reads)
         got = frames(out)
         self.assertEqual([f.seq for f in got], list(range(1, 1 + len(got))))
         self.assertEqual(b"".join(f.payload for f in got), b"".join(reads))
@@ -1339,7 +1345,7 @@ class GarbageProperties(SynchronousTestCase):
         """
         session, link = connect()
         channels = [session.openChannel(None)[0] for _ in range(2)]
-        sent = [15, 15, len(session.clientData(channels[0], b"abc"))]
+        sent = [15, 15, len(joined(session.clientData(channels[0], b"abc")))]
         pieces = data.draw(cuts(stream)) if data is not None else [stream]
         for piece in pieces:
             before = session.rcvNxt

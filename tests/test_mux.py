@@ -418,8 +418,8 @@ class ChannelTests(MuxSessionTestCase):
         second = self.openChannel(6)
         writes = []
         transport = self.scamper.protocol.transport
-        original = transport.write
-        self.patch(transport, "write", lambda data: (writes.append(data), original(data)))
+        original = transport.writeSequence
+        self.patch(transport, "writeSequence", lambda parts: (writes.append(b"".join(parts)), original(parts)))
         self.client.send(encodeData(5, b"a\n") + encodeData(6, b"b\n") + encodeData(5, b"c\n"))
         self.assertEqual(len(writes), 1)
         self.assertEqual(
