@@ -25,6 +25,7 @@ and what else happened.
 """
 
 import enum
+import struct
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
@@ -38,6 +39,7 @@ from .wire import (
     SEQ_MASK,
     Ack,
     ChannelFin,
+    ControlType,
     Keepalive,
     MasterNew,
     MasterRes,
@@ -71,6 +73,9 @@ class Timeouts:
     keepalive: float = KEEPALIVE_INTERVAL
 
 _unpackHeader = HEADER.unpack_from
+_unpackU32 = struct.Struct("!I").unpack_from
+_ACK_TYPE = int(ControlType.ACK)
+_ACK_LENGTH = 5
 
 # What the session gives to write to scamper: a frame's header and its
 # payload apart, in order, for one writeSequence.  Never joined here: a
@@ -530,16 +535,19 @@ class Link:
             else:
                 if stop > end:
                     break
-                # A CHANNEL_FIN may end the run's channel.
-                runChannel = CONTROL_CHANNEL
                 try:
-                    acked = self._control(session, data[start:stop], result)
+                    if length == _ACK_LENGTH and data[start] == _ACK_TYPE:
+                        # The commonest control message, decoded in place.
+                        session._acknowledged(_unpackU32(data, start + 1)[0])
+                    else:
+                        # A CHANNEL_FIN may end the run's channel.
+                        runChannel = CONTROL_CHANNEL
+                        if self._control(session, data[start:stop], result):
+                            ack(seq)
+                            rcvNxt = (seq + 1) & SEQ_MASK
                 except WireError as e:
                     error = str(e)
                     break
-                if acked:
-                    ack(seq)
-                    rcvNxt = (seq + 1) & SEQ_MASK
             frames += 1
             offset = stop
         session.rcvNxt = rcvNxt

@@ -52,6 +52,7 @@ class LocalChannel(Protocol):
     """
 
     factory: "LocalChannelFactory"
+    _out: StreamTransport
     channel: Optional[Channel] = None
 
     def __init__(self, vp: VantagePoint) -> None:
@@ -63,11 +64,9 @@ class LocalChannel(Protocol):
         """The channel number scamper knows this client by."""
         return self.channel.number if self.channel is not None else None
 
-    @property
-    def _out(self) -> StreamTransport:
-        return connectedTransport(self)
-
     def connectionMade(self) -> None:
+        # The transport, typed, looked up once: every write uses it.
+        self._out = connectedTransport(self)
         try:
             self.channel = self.vp.openChannel(self)
         except ChannelRefused:

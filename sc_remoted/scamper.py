@@ -43,6 +43,7 @@ class ScamperProtocol(Protocol):
     peer = ""
     address: Optional[Union[IPv4Address, IPv6Address]] = None
     _counted: Optional[str] = None
+    _out: StreamTransport
 
     def __init__(self, sessions: IScamperSessions, clock: IReactorTime, timeouts: Timeouts = Timeouts()) -> None:
         self._sessions = sessions
@@ -54,12 +55,9 @@ class ScamperProtocol(Protocol):
         self._debugDecoder = FrameDecoder() if self._debug else None
         self.link = Link(clock.seconds(), timeouts)
 
-    @property
-    def _out(self) -> StreamTransport:
-        return connectedTransport(self)
-
     def connectionMade(self) -> None:
-        transport = self._out
+        # The transport, typed, looked up once: every write uses it.
+        self._out = transport = connectedTransport(self)
         address: IAddress = transport.getPeer()
         if not isinstance(address, (IPv4Address, IPv6Address)):
             log.error(

@@ -359,6 +359,8 @@ def encodeAcks(seq: int, acked: List[int]) -> bytes:
     sequence number, which an ACK does not consume): the bytes of
     C{encodeAck(seq, a)} for every C{a}, joined, for a fraction of the cost.
     """
+    if len(acked) == 1:
+        return _ACK_FRAME.pack(seq, CONTROL_CHANNEL, 5, ControlType.ACK, acked[0])
     prefix = _ACK_PREFIX.pack(seq, CONTROL_CHANNEL, 5, ControlType.ACK)
     chunks = []
     for start in range(0, len(acked), _ACKS_PER_STRUCT):

@@ -194,6 +194,7 @@ class MuxProtocol(Protocol):
     """
 
     factory: "MuxFactory"
+    _out: StreamTransport
 
     def __init__(self) -> None:
         self.channels: Dict[int, MuxChannel] = {}
@@ -204,11 +205,9 @@ class MuxProtocol(Protocol):
         self._congested = False
         self._pausedBy: Set[MuxChannel] = set()
 
-    @property
-    def _out(self) -> StreamTransport:
-        return connectedTransport(self)
-
     def connectionMade(self) -> None:
+        # The transport, typed, looked up once: every write uses it.
+        self._out = connectedTransport(self)
         self.peer = describePeer(self._out)
         enlargeSendBuffer(self.transport)
         self._out.registerProducer(_MuxCongestion(self), True)
