@@ -9,7 +9,7 @@ one socket, one connection, no unacknowledged message, no leftover
 channel or protocol object.
 
 The CI run injects a delay and two cuts (freeze then RST, and FIN); each
-cut costs 30 to 61 s because that is when scamper reconnects (PROTOCOL.md
+cut costs 30 to 61 s because that is when scamper reconnects (docs/protocol.rst
 2.6).  The soak runs the same rounds for many faults::
 
     SC_REMOTED_SOAK_CUTS=100 python3 -m twisted.trial tests.test_faults.SoakTests
@@ -59,7 +59,7 @@ CUTTING = ("freeze-cut-rst", "cut-rst", "cut-fin", "freeze-silence")
 # The CI run: every kind but the 60-s silence, which the soak covers.
 CI_FAULTS = ("delay", "freeze-cut-rst", "cut-fin")
 
-# scamper reconnects 30 to 61 s after a cut (PROTOCOL.md 2.6), or at once
+# scamper reconnects 30 to 61 s after a cut (docs/protocol.rst 2.6), or at once
 # after 60 s without reading (2.4); a little more for slow machines.
 RESUME_TIMEOUT = 80.0
 # After a silent freeze, whichever end times out first (60 s after its last
@@ -240,7 +240,7 @@ class FaultRoundsMixin(InProcessDaemonMixin):
             relay.finish()
             self.log.append("FIN")
         elif kind == "freeze-silence":
-            # Both ends give up after 60 s without reading (PROTOCOL.md
+            # Both ends give up after 60 s without reading (docs/protocol.rst
             # 2.4, 3.7); scamper reconnects at once.
             relay.freeze()
             self.log.append("freeze until both ends time out")

@@ -465,7 +465,7 @@ class ChannelTests(MuxSessionTestCase):
         self.assertEqual(self.client.received(), [])
 
     def test_clientCloseIgnored(self):
-        """CHANNEL_CLOSE from a client changes nothing (MUX.md)."""
+        """CHANNEL_CLOSE from a client changes nothing (docs/mux.rst)."""
         number = self.openChannel(5)
         self.client.send(encodeChannelClose(5))
         self.assertEqual(self.scamper.received(), [])
@@ -490,7 +490,7 @@ class ChannelTests(MuxSessionTestCase):
 
 
 class BetterThanUpstreamTests(MuxSessionTestCase):
-    """Each place MUX.md says upstream falls short, done better."""
+    """Each place docs/mux.rst says upstream falls short, done better."""
 
     def test_resumeAnnouncedToNewClients(self):
         """

@@ -1,5 +1,5 @@
 """
-The C sc_remoted's answers to a fake scamper (vectors/h_remoted_probes),
+The C sc_remoted's answers to a fake scamper (tests/fixtures/h_remoted_probes-*.jsonl),
 case by case, held against ours.
 
 A probe script played scamper against Debian's sc_remoted 20211212 (cases
@@ -459,7 +459,7 @@ class ChannelProbeTests(ProbeTestMixin, SynchronousTestCase):
         bytes at a time and so split a 6433-byte write into frames of
         4096 and 2337 bytes (seq 2 and 3).  Ours relays what it reads in
         frames of up to 65535 bytes.  scamper re-lines the byte stream
-        (PROTOCOL.md 1.4, 5.7), so only the relayed bytes and the
+        (docs/protocol.rst 1.4, 5.7), so only the relayed bytes and the
         sequence numbering matter: the test checks that the payloads
         concatenate to the C daemon's, carry consecutive sequence numbers
         from the C daemon's first one, and that every later frame is the
@@ -630,7 +630,7 @@ class ZombieProbeTests(ProbeTestMixin, SynchronousTestCase):
         magic (debug log C{could not insert magic node into tree}).  The
         20211212 scamper reuses its magic after a REJ, so the C daemon
         locks it out until the zombie expires, and for ever if scamper
-        held unacked data (PROTOCOL.md 2.6, 5.11, vectors/d_reject2).
+        held unacked data (docs/protocol.rst 2.6, 4, 5.11).
         Controller.register instead lets the new session replace the
         zombie: MASTER_NEW proves scamper dropped the old session's state.
         So: the C daemon's MASTER_ID format for the new peer, a socket

@@ -5,7 +5,7 @@ socket it makes, as operators use the C sc_remoted.
 
 One test per capability: a measurement, two clients at once, the
 monitorname, and a resume after the TCP connection is cut (the only slow
-one: scamper waits 30 to 61 s before it reconnects, PROTOCOL.md 2.6).
+one: scamper waits 30 to 61 s before it reconnects, docs/protocol.rst 2.6).
 Skipped unless scamper is installed and we are root.
 """
 

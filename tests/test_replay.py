@@ -6,7 +6,7 @@ Each fixture (made by C{tests/fixtures/convert_captures.py}) holds every
 TCP segment of one capture in both directions.  scamper's segments are
 fed to our L{ScamperProtocol} at their capture time on a fake clock; the
 local client's actions are inferred from what the C daemon sent
-(PROTOCOL.md 3.6):
+(docs/protocol.rst 3.6):
 
   - a CHANNEL_NEW from sc_remoted means a client connected just before;
   - a new data frame from sc_remoted means the client wrote its payload;
@@ -222,7 +222,7 @@ class ReplayMixin:
         """
         The local client receives exactly the concatenation of scamper's
         data payloads for its channel, and then end of file once scamper
-        has finished the channel (PROTOCOL.md 3.6).
+        has finished the channel (docs/protocol.rst 3.6).
         """
         client = self.replay.clients[1]
         self.assertEqual(client.received, self.replay.scamperPayloads(1))

@@ -22,7 +22,7 @@ from sc_remoted.wire import (
     parseControl,
 )
 
-# Frames exactly as captured (PROTOCOL.md 1.2, vectors/).
+# Frames exactly as captured (docs/protocol.rst 1.2, 4).
 MASTER_NEW = bytes.fromhex("0000000000000000000b0008482bd124f344754100")
 MASTER_NEW_TESTVP = bytes.fromhex("00000000000000000012000865419660e3042e6f0774657374767000")
 MASTER_ID = bytes.fromhex("0000000000000000001201103132372e302e302e313a343236393400")
@@ -130,7 +130,7 @@ class ParseControlTests(SynchronousTestCase):
         self.assertEqual(parseControl(b"\x08\x00\x00\x00\x0a"), MasterOk(10))
 
     def test_wrongLengths(self):
-        """Probe case 8 and PROTOCOL.md 2.9: lengths are exact."""
+        """Probe case 8 and docs/protocol.rst 2.9: lengths are exact."""
         for payload in [b"", b"\x04\x00", b"\x05\x00\x00\x00", b"\x03\x00\x00\x00\x01\x00", b"\x07\x00"]:
             self.assertRaises(WireError, parseControl, payload)
 
