@@ -3,7 +3,7 @@ Property-based tests (hypothesis) of the wire codec, L{sc_remoted.wire},
 and of what the daemon does with arbitrary bytes from a scamper.
 
 The number of examples per test is 200, or C{$SC_REMOTED_EXAMPLES}; the
-long fuzz run of the decoder is C{tools/fuzz_decoder.py}.
+coverage-guided fuzzing of the decoders is C{tools/fuzz.py} (docs/security.rst).
 """
 
 import os

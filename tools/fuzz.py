@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""
+Coverage-guided fuzzing (atheris, libFuzzer) of everything that parses a
+peer's or an operator's bytes.
+
+    python3 tools/fuzz.py HARNESS [-runs=N] [other libFuzzer flags]
+    python3 tools/fuzz.py all -runs=1000000      # each harness in turn
+
+Harnesses, and what each asserts on every input:
+
+  wire      FrameDecoder over the input cut at fuzzed points: every byte
+            accounted for, frames re-encode to the stream; parseControl
+            returns a message or raises WireError, and a parsed message
+            encodes to bytes that parse back to it.
+  engine    the session engine (Link.receive) before and after
+            registration, reads cut at fuzzed points: it never raises;
+            an error leaves nothing for scamper; otherwise the bytes for
+            scamper are exactly the ACKs of the frames it acknowledged,
+            deliveries go only to open channels, and the sequence numbers
+            advance by the frames acknowledged.
+  daemon    the fuzzed bytes from one scamper connection, registered or
+            not, through the real ScamperProtocol and Controller: no
+            exception, and a bystander vantage point still relays both ways.
+  mux       MuxDecoder and the mux parseControl: only MuxError subclasses
+            escape; a parsed message encodes to bytes that parse back to it.
+  metadata  parseMetadata on the input as text: a result or MetadataError;
+            every entry is a tuple of (attribute number, value) pairs.
+
+The seeds in tools/fuzz-corpus/HARNESS are read first; what the fuzzer
+finds new goes to a temporary directory (or a first directory given on
+the command line), never into the repository.  A failure prints the
+input and exits non-zero; libFuzzer writes it to crash-* in the current
+directory.  docs/security.rst records the runs.
+"""
+
+import os
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import atheris  # noqa: E402
+
+with atheris.instrument_imports():
+    from sc_remoted import controller, local, scamper, vp, wire  # noqa: E402, F401
+    from sc_remoted.engine import Link, Session  # noqa: E402
+    from sc_remoted.lifecycle import Input  # noqa: E402
+    from sc_remoted.mux import codec  # noqa: E402
+    from sc_remoted.mux.metadata import MetadataError, parseMetadata  # noqa: E402
+
+CORPUS = os.path.join(HERE, "fuzz-corpus")
+
+
+def _pieces(provider: "atheris.FuzzedDataProvider") -> list:
+    """The rest of the input, cut into reads at fuzzed points."""
+    cuts = sorted(provider.ConsumeIntInRange(0, 4096) for _ in range(provider.ConsumeIntInRange(0, 6)))
+    stream = provider.ConsumeBytes(provider.remaining_bytes())
+    pieces, start = [], 0
+    for cut in cuts + [len(stream)]:
+        cut = min(cut, len(stream))
+        if cut > start:
+            pieces.append(stream[start:cut])
+            start = cut
+    return pieces
+
+
+# wire ------------------------------------------------------------------
+
+
+def _encodeControl(message) -> bytes:
+    """The control payload of C{message}, as our encoders write it."""
+    if isinstance(message, wire.MasterNew):
+        return wire.encodeMasterNew(message.magic, message.monitorname)[10:]
+    if isinstance(message, wire.MasterId):
+        return wire.encodeMasterId(message.identity)[10:]
+    if isinstance(message, wire.ChannelNew):
+        return wire.channelNewPayload(message.channel)
+    if isinstance(message, wire.ChannelFin):
+        return wire.channelFinPayload(message.channel)
+    if isinstance(message, wire.Keepalive):
+        return wire.encodeKeepalive(0)[10:]
+    if isinstance(message, wire.Ack):
+        return wire.encodeAck(0, message.seq)[10:]
+    if isinstance(message, wire.MasterRes):
+        return wire.encodeMasterRes(message.magic, message.rcv_nxt, message.snd_una, message.snd_nxt)[10:]
+    if isinstance(message, wire.MasterRej):
+        return wire.encodeMasterRej()[10:]
+    assert isinstance(message, wire.MasterOk), message
+    return wire.encodeMasterOk(message.rcv_nxt)[10:]
+
+
+def fuzzWire(data: bytes) -> None:
+    pieces = _pieces(atheris.FuzzedDataProvider(data))
+    decoder = wire.FrameDecoder()
+    frames = []
+    for piece in pieces:
+        frames += decoder.feed(piece)
+    stream = b"".join(pieces)
+    rebuilt = b"".join(wire.encodeFrame(*frame) for frame in frames)
+    assert stream.startswith(rebuilt) and len(rebuilt) + decoder.buffered == len(stream)
+    for frame in frames:
+        wire.describeFrame(frame)
+        if frame.channel != wire.CONTROL_CHANNEL:
+            continue
+        try:
+            message = wire.parseControl(frame.payload)
+        except wire.WireError:
+            continue
+        if isinstance(message, wire.MasterId) and not message.identity.isascii():
+            continue  # decoded with replacement characters: no exact encoding
+        assert wire.parseControl(_encodeControl(message)) == message, message
+
+
+# engine ----------------------------------------------------------------
+
+
+def fuzzEngine(data: bytes) -> None:
+    provider = atheris.FuzzedDataProvider(data)
+    registered = provider.ConsumeBool()
+    link = Link(0.0)
+    session = Session()
+    opened = [session.openChannel(number)[0] for number in range(2)]
+    if registered:
+        session.advance(Input.REGISTERED)
+        link.attach(session)
+    now = 0.0
+    for piece in _pieces(provider):
+        now += 1.0
+        while True:
+            before = session.rcvNxt
+            result = link.receive(piece, now)
+            if result.error is not None:
+                assert isinstance(result.error, str) and result.toScamper == b"", result.error
+                return
+            if link.session is not None:
+                assert result.toScamper == (wire.encodeAcks(session.sndNxt, result.acks) if result.acks else b"")
+                assert (before + len(result.acks)) & wire.SEQ_MASK == session.rcvNxt
+                for channel in result.deliveries:
+                    assert channel in opened, channel
+                for channel in result.finished:
+                    assert channel.number not in session.channels
+                session.closeFinished(result)
+            if result.request is None or link.session is not None:
+                break
+            # Registered (or resumed): what followed in the read goes on.
+            session.advance(Input.REGISTERED)
+            link.attach(session)
+            piece = b""
+
+
+# daemon ----------------------------------------------------------------
+
+
+def fuzzDaemon(data: bytes) -> None:
+    from tests.fakes import FakeClient, makeController
+    from tests.peer_twisted import MemoryScamper
+
+    provider = atheris.FuzzedDataProvider(data)
+    registered = provider.ConsumeBool()
+    pieces = _pieces(provider)
+    controller = makeController()
+    bystander = MemoryScamper(controller, port=1, magic=b"bystande")
+    bystander.register(None)
+    bystander.received()
+    client = FakeClient(controller.reactor, "127.0.0.1:1")
+    bystander.received()
+    target = MemoryScamper(controller, port=2, magic=b"target!!")
+    if registered:
+        target.register(None)
+    for piece in pieces:
+        target.protocol.dataReceived(piece)  # must not raise
+    target.lose()
+    client.write(b"x")
+    assert [frame.payload for frame in bystander.received() if frame.channel == 1] == [b"x"]
+    bystander.sendData(1, b"y")
+    assert client.read() == b"y" and not bystander.closed
+    controller.stopService()
+
+
+# mux -------------------------------------------------------------------
+
+
+def fuzzMux(data: bytes) -> None:
+    provider = atheris.FuzzedDataProvider(data)
+    limit = provider.ConsumeIntInRange(0, 1 << 16)
+    decoder = codec.MuxDecoder(limit)
+    for piece in _pieces(provider):
+        try:
+            frames = decoder.feed(piece)
+        except codec.MessageTooLarge:
+            return
+        for frame in frames:
+            assert len(frame.payload) <= limit
+            codec.describe(frame)
+            if frame.channel != codec.CONTROL_CHANNEL:
+                continue
+            try:
+                message = codec.parseControl(frame.payload)
+            except codec.MuxError as e:
+                codec.optionalChannel(e)
+                continue
+            encoded = codec.encodeControl(message)
+            [again] = codec.MuxDecoder().feed(encoded)
+            assert codec.parseControl(again.payload) == message, message
+
+
+# metadata --------------------------------------------------------------
+
+
+def fuzzMetadata(data: bytes) -> None:
+    text = data.decode("utf-8", "replace")
+    try:
+        entries = parseMetadata(text)
+    except MetadataError:
+        return
+    for name, attributes in entries.items():
+        assert name and not any(c.isspace() for c in name), name
+        for number, value in attributes:
+            assert isinstance(number, int) and "\0" not in value
+
+
+HARNESSES = {
+    "wire": fuzzWire,
+    "engine": fuzzEngine,
+    "daemon": fuzzDaemon,
+    "mux": fuzzMux,
+    "metadata": fuzzMetadata,
+}
+
+
+def run(name: str, flags: list) -> None:
+    """Fuzz with one harness (this process ends when libFuzzer is done)."""
+    directories = [flag for flag in flags if not flag.startswith("-")]
+    flags = [flag for flag in flags if flag.startswith("-")]
+    if not directories:
+        directories = [tempfile.mkdtemp(prefix="sc_remoted-fuzz-%s-" % (name,))]
+    for directory in directories:
+        os.makedirs(directory, exist_ok=True)
+    seeds = os.path.join(CORPUS, name)
+    if os.path.isdir(seeds):
+        directories.append(seeds)
+    atheris.Setup([sys.argv[0]] + flags + directories, HARNESSES[name])
+    atheris.Fuzz()
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in list(HARNESSES) + ["all"]:
+        print("usage: tools/fuzz.py {%s|all} [libFuzzer flags] [corpus dir]" % ("|".join(HARNESSES),), file=sys.stderr)
+        return 2
+    name, flags = sys.argv[1], sys.argv[2:]
+    if name != "all":
+        run(name, flags)
+        return 0
+    import subprocess
+
+    for each in HARNESSES:
+        status = subprocess.call([sys.executable, os.path.abspath(__file__), each] + flags)
+        if status:
+            return status
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
