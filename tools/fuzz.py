@@ -52,17 +52,21 @@ with atheris.instrument_imports():
 CORPUS = os.path.join(HERE, "fuzz-corpus")
 
 
-def _pieces(provider: "atheris.FuzzedDataProvider") -> list:
-    """The rest of the input, cut into reads at fuzzed points."""
-    cuts = sorted(provider.ConsumeIntInRange(0, 4096) for _ in range(provider.ConsumeIntInRange(0, 6)))
-    stream = provider.ConsumeBytes(provider.remaining_bytes())
-    pieces, start = [], 0
-    for cut in cuts + [len(stream)]:
-        cut = min(cut, len(stream))
-        if cut > start:
-            pieces.append(stream[start:cut])
-            start = cut
-    return pieces
+def _split(data: bytes, flags: int = 0) -> tuple:
+    """
+    The input as the harnesses read it: C{flags} leading bytes of
+    switches, then one byte that sets where the stream is cut into reads
+    (0: one read; else every 7n+1 bytes), then the stream itself.  Seeds
+    are written in the same layout (tools/fuzz-corpus).
+    """
+    head, data = data[:flags], data[flags:]
+    if not data:
+        return head, []
+    step, stream = data[0], data[1:]
+    if not step:
+        return head, [stream] if stream else []
+    size = 7 * step + 1
+    return head, [stream[start : start + size] for start in range(0, len(stream), size)]
 
 
 # wire ------------------------------------------------------------------
@@ -91,7 +95,7 @@ def _encodeControl(message) -> bytes:
 
 
 def fuzzWire(data: bytes) -> None:
-    pieces = _pieces(atheris.FuzzedDataProvider(data))
+    _, pieces = _split(data)
     decoder = wire.FrameDecoder()
     frames = []
     for piece in pieces:
@@ -116,17 +120,26 @@ def fuzzWire(data: bytes) -> None:
 
 
 def fuzzEngine(data: bytes) -> None:
-    provider = atheris.FuzzedDataProvider(data)
-    registered = provider.ConsumeBool()
+    head, pieces = _split(data, 1)
+    registered = bool(head and head[0] & 1)
     link = Link(0.0)
     session = Session()
     opened = [session.openChannel(number)[0] for number in range(2)]
     if registered:
         session.advance(Input.REGISTERED)
         link.attach(session)
+    # The oracle: the same bytes cut into frames by the plain decoder.
+    # Whatever the engine took in, it must have acknowledged exactly the
+    # data and CHANNEL_FIN frames among them, and delivered their payloads.
+    reference = wire.FrameDecoder()
+    frames: list = []
+    acked: list = []
+    delivered: dict = {}
+    skipped = 0
     now = 0.0
-    for piece in _pieces(provider):
+    for piece in pieces:
         now += 1.0
+        frames += reference.feed(piece)
         while True:
             before = session.rcvNxt
             result = link.receive(piece, now)
@@ -136,17 +149,29 @@ def fuzzEngine(data: bytes) -> None:
             if link.session is not None:
                 assert result.toScamper == (wire.encodeAcks(session.sndNxt, result.acks) if result.acks else b"")
                 assert (before + len(result.acks)) & wire.SEQ_MASK == session.rcvNxt
-                for channel in result.deliveries:
+                for channel, payloads in result.deliveries.items():
                     assert channel in opened, channel
+                    delivered.setdefault(channel.number, []).extend(payloads)
                 for channel in result.finished:
                     assert channel.number not in session.channels
                 session.closeFinished(result)
+                acked += result.acks
+                taken = frames[skipped : skipped + session.framesIn]
+                assert acked == [frame.seq for frame in taken if _isAcked(frame)], (acked, taken)
+                for number in delivered:
+                    assert delivered[number] == [f.payload for f in taken if f.channel == number], number
             if result.request is None or link.session is not None:
                 break
-            # Registered (or resumed): what followed in the read goes on.
+            # Registered: what followed in the read goes on, numbered anew.
+            skipped = 1
             session.advance(Input.REGISTERED)
             link.attach(session)
             piece = b""
+
+
+def _isAcked(frame: wire.Frame) -> bool:
+    """Whether scamper expects an ACK for C{frame}: data, or a CHANNEL_FIN."""
+    return frame.channel != wire.CONTROL_CHANNEL or frame.payload[:1] == bytes((wire.ControlType.CHANNEL_FIN,))
 
 
 # daemon ----------------------------------------------------------------
@@ -156,9 +181,8 @@ def fuzzDaemon(data: bytes) -> None:
     from tests.fakes import FakeClient, makeController
     from tests.peer_twisted import MemoryScamper
 
-    provider = atheris.FuzzedDataProvider(data)
-    registered = provider.ConsumeBool()
-    pieces = _pieces(provider)
+    head, pieces = _split(data, 1)
+    registered = bool(head and head[0] & 1)
     controller = makeController()
     bystander = MemoryScamper(controller, port=1, magic=b"bystande")
     bystander.register(None)
@@ -182,10 +206,10 @@ def fuzzDaemon(data: bytes) -> None:
 
 
 def fuzzMux(data: bytes) -> None:
-    provider = atheris.FuzzedDataProvider(data)
-    limit = provider.ConsumeIntInRange(0, 1 << 16)
+    head, pieces = _split(data, 2)
+    limit = int.from_bytes(head, "big") if len(head) == 2 else 1 << 16
     decoder = codec.MuxDecoder(limit)
-    for piece in _pieces(provider):
+    for piece in pieces:
         try:
             frames = decoder.feed(piece)
         except codec.MessageTooLarge:
