@@ -160,8 +160,9 @@ class FlowControl:
     def _stallExpired(self, end: object) -> None:
         del self._stalled[end]
         log.warn(
-            "{vp}: a local client read nothing for {limit:.0f} s; closing its channel",
+            "{vp}: {client} read nothing for {limit:.0f} s; closing its channel",
             vp=self._owner.name,
+            client=getattr(end, "client", "a client"),
             limit=self._stallLimit,
             sc_event="channel.stalled",
         )

@@ -57,6 +57,10 @@ class IChannelEnd(Interface):
     C{IVantagePoint.send} and C{IVantagePoint.finish}.
     """
 
+    client = Attribute(
+        "Who is at this end, for the log: 'local client', or the mux client and its own channel number."
+    )
+
     def deliver(payloads):
         """
         Bytes scamper sent on this channel: a list of payloads, in order,

@@ -53,6 +53,7 @@ class LocalChannel(Protocol):
 
     factory: "LocalChannelFactory"
     _out: StreamTransport
+    client = "local client"
     channel: Optional[Channel] = None
 
     def __init__(self, vp: VantagePoint) -> None:

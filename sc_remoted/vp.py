@@ -127,8 +127,9 @@ class VantagePoint:
         self.flow.channelOpened(end)
         self._toScamper(frame)
         log.info(
-            "{vp}: local client opened channel {channel}",
+            "{vp}: {client} opened channel {channel}",
             vp=self.name,
+            client=end.client,
             channel=channel.number,
             sc_event="channel.opened",
         )
@@ -153,8 +154,9 @@ class VantagePoint:
             return
         self._toScamper(frame)
         log.info(
-            "{vp}: local client finished channel {channel}",
+            "{vp}: {client} finished channel {channel}",
             vp=self.name,
+            client=channel.end.client,
             channel=channel.number,
             sc_event="channel.client_finished",
         )
