@@ -98,6 +98,10 @@ def listenUNIX(reactor: IReactorUNIX, path: str, factory: Factory, mode: int) ->
         symlink, a file, a live socket) is already there.
     """
     checkPathLength(path)
+    if os.path.lexists(path):
+        # Refused before Twisted is asked: when its bind() fails, Twisted
+        # leaves the socket it made open until the garbage collector finds it.
+        raise PathTaken("cannot create socket %s: the path exists" % (path,))
     umask = os.umask(0o077)
     try:
         return reactor.listenUNIX(path, factory, backlog=socket.SOMAXCONN, mode=mode)

@@ -10,6 +10,7 @@ bytes that go on the wire.  The layouts are those of
 C{scamper_control.c} and C{sc_remoted.c}; see docs/protocol.rst section 1.
 """
 
+import hashlib
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
@@ -396,12 +397,39 @@ def encodeMasterRes(magic: bytes, rcvNxt: int, sndUna: int, sndNxt: int) -> byte
     return _control(0, ControlType.MASTER_RES, body)
 
 
+def describeMagic(magic: bytes) -> str:
+    """
+    A magic as a log shows it: its length and the first 8 hex digits of
+    its SHA-256, enough to tell sessions apart and to match a MASTER_RES
+    to its MASTER_NEW, never the bytes, which are the credential that
+    resumes the session (docs/security.rst, "What the daemon logs").
+    """
+    return "<%d bytes, sha256 %s>" % (len(magic), hashlib.sha256(magic).hexdigest()[:8])
+
+
+def _describeControl(message: ControlMessage) -> str:
+    if isinstance(message, MasterNew):
+        return "MasterNew(magic=%s, monitorname=%r)" % (describeMagic(message.magic), message.monitorname)
+    if isinstance(message, MasterRes):
+        return "MasterRes(magic=%s, rcv_nxt=%d, snd_una=%d, snd_nxt=%d)" % (
+            describeMagic(message.magic),
+            message.rcv_nxt,
+            message.snd_una,
+            message.snd_nxt,
+        )
+    return repr(message)
+
+
 def describeFrame(frame: Frame) -> str:
-    """A one-line rendering of a frame for debug logs."""
+    """
+    A one-line rendering of a frame for debug logs (C{--debug}): the
+    header, and a control message's fields with any magic shown by
+    L{describeMagic}; never a payload's bytes.
+    """
     if frame.channel != CONTROL_CHANNEL:
         return "seq=%d chan=%d len=%d data" % (frame.seq, frame.channel, len(frame.payload))
     try:
-        message: object = parseControl(frame.payload)
+        message = _describeControl(parseControl(frame.payload))
     except WireError as e:
         message = "malformed (%s)" % (e,)
-    return "seq=%d chan=0 %r" % (frame.seq, message)
+    return "seq=%d chan=0 %s" % (frame.seq, message)

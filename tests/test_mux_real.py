@@ -18,11 +18,11 @@ from twisted.internet.endpoints import (
     wrapClientTLS,
 )
 from twisted.internet.protocol import Protocol
-from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.trial.unittest import TestCase
 
 from sc_remoted.controller import Controller
-from sc_remoted.mux.client import connectMux
+from sc_remoted.mux.client import clientTLSOptions, connectMux
 from sc_remoted.mux.listen import makeMuxServices, muxTLS
 from sc_remoted.mux.metadata import Metadata
 from sc_remoted.service import makeRemotedService
@@ -198,15 +198,13 @@ class TLSMuxTests(MuxDaemonMixin, TestCase):
         return self.startDaemon()
 
     def endpoint(self, authority=None):
-        clientCertificate = None
-        if authority is not None:
+        """The README's recipe; without a client certificate when C{authority} is None."""
+        if authority is None:
+            options = optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(self.authority.certificatePEM()))
+        else:
             issued = authority.issue("analysis.example", client=True)
-            clientCertificate = PrivateCertificate.loadPEM(issued.certificatePEM() + issued.keyPEM())
-        options = optionsForClientTLS(
-            "localhost",
-            trustRoot=Certificate.loadPEM(self.authority.certificatePEM()),
-            clientCertificate=clientCertificate,
-        )
+            certificatePath, keyPath = issued.write(makeSocketsDirectory(self), "client")
+            options = clientTLSOptions("localhost", self.caPath, certificatePath, keyPath)
         return wrapClientTLS(options, TCP4ClientEndpoint(reactor, LOOPBACK, self.muxPort))
 
     @defer.inlineCallbacks

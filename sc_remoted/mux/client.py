@@ -25,10 +25,14 @@ channel, or the vantage point departed), or when the mux connection ends.
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from OpenSSL.crypto import X509
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IAddress, ITransport
+from twisted.internet.interfaces import IAddress, IOpenSSLClientConnectionCreator, ITransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -325,3 +329,29 @@ def connectMux(endpoint, factory: Optional[Factory] = None) -> defer.Deferred:
     d = endpoint.connect(factory if factory is not None else MuxClientFactory())
     d.addCallback(lambda protocol: protocol.ready)
     return d
+
+
+def clientTLSOptions(
+    hostname: str, caPath: str, certificatePath: str, keyPath: str, passphrase: Optional[bytes] = None
+) -> IOpenSSLClientConnectionCreator:
+    """
+    TLS for a client of C{--mux-port} with C{--mux-tls-ca}, for
+    C{wrapClientTLS}: the daemon's certificate must be signed by a CA of
+    C{caPath} and name C{hostname}; the client presents the certificate
+    chain (its own certificate first) and key of the PEM files.
+
+    The client's certificate and key go to pyOpenSSL as C{cryptography}
+    objects, which is what it wants: Twisted's C{PrivateCertificate}
+    hands it pyOpenSSL's own, which pyOpenSSL deprecates.
+    """
+    with open(caPath, "rb") as f:
+        authorities = [Certificate(X509.from_cryptography(c)) for c in x509.load_pem_x509_certificates(f.read())]
+    with open(certificatePath, "rb") as f:
+        chain = x509.load_pem_x509_certificates(f.read())
+    with open(keyPath, "rb") as f:
+        key = load_pem_private_key(f.read(), passphrase)
+    return optionsForClientTLS(
+        hostname,
+        trustRoot=trustRootFromCertificates(authorities),
+        extraCertificateOptions={"privateKey": key, "certificate": chain[0], "extraCertChain": chain[1:]},
+    )

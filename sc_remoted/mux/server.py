@@ -32,10 +32,11 @@ vantage points cannot take more from clients, reading from the mux
 connection stops.
 """
 
-from typing import Dict, List, Optional, Set, Tuple
+import os
+from typing import Dict, List, Optional, Set, Tuple, cast
 
-from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.interfaces import IPushProducer, ITransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -128,6 +129,11 @@ class MuxChannel:
     def __repr__(self) -> str:
         return "<MuxChannel %d -> %s %r>" % (self.clientChannel, self.vp.name, self.channel)
 
+    @property
+    def client(self) -> str:
+        """Who is at this end, for the log."""
+        return "mux client %s (its channel %d)" % (self.mux.peer, self.clientChannel)
+
     def open(self) -> None:
         """@raise ChannelRefused: past the vantage point's max-channels."""
         self.channel = self.vp.openChannel(self)
@@ -188,6 +194,8 @@ class MuxProtocol(Protocol):
     """
     One mux client.
 
+    @ivar number: this client's number among the mux clients of this
+        process, counting from 1.
     @ivar channels: the open channels, by the client's channel number.
     @ivar known: the vantage points this client was told of, by id, with
         the attributes it was told.
@@ -195,6 +203,7 @@ class MuxProtocol(Protocol):
 
     factory: "MuxFactory"
     _out: StreamTransport
+    number = 0
 
     def __init__(self) -> None:
         self.channels: Dict[int, MuxChannel] = {}
@@ -208,7 +217,7 @@ class MuxProtocol(Protocol):
     def connectionMade(self) -> None:
         # The transport, typed, looked up once: every write uses it.
         self._out = connectedTransport(self)
-        self.peer = describePeer(self._out)
+        self.peer = describePeer(cast(ITransport, self.transport), self.number)
         enlargeSendBuffer(self.transport)
         self._out.registerProducer(_MuxCongestion(self), True)
         self.factory.clients.add(self)
@@ -345,7 +354,7 @@ class MuxProtocol(Protocol):
         if self._congested:
             vp.congested(end.channel)
         log.info(
-            "mux client {peer}: channel {clientChannel} opened to {vp} (channel {channel})",
+            "mux client {peer} opened channel {clientChannel} to {vp} (scamper channel {channel})",
             peer=self.peer,
             clientChannel=message.channel_id,
             vp=vp.name,
@@ -450,16 +459,21 @@ class MuxProtocol(Protocol):
         )
 
 
-def describePeer(transport) -> str:
-    try:
-        address = transport.getPeer()
-    except Exception:
-        return "?"
-    host = getattr(address, "host", None)
-    if host is not None:
-        return "%s:%s" % (host, getattr(address, "port", ""))
-    name = getattr(address, "name", None)
-    return "unix:%s" % (name.decode() if isinstance(name, bytes) else name or "")
+def describePeer(transport: ITransport, number: int) -> str:
+    """
+    How the mux events name a client: by its address over TCP
+    (C{192.0.2.7:40312}, C{[2001:db8::7]:40312}); on the mux socket, whose
+    clients have no address of their own, by the socket's path and the
+    client's C{number} (C{unix:/run/sc_remoted/mux #3}).
+    """
+    peer = transport.getPeer()
+    if isinstance(peer, IPv4Address):
+        return "%s:%d" % (peer.host, peer.port)
+    if isinstance(peer, IPv6Address):
+        return "[%s]:%d" % (peer.host, peer.port)
+    host = transport.getHost()
+    path = host.name if isinstance(host, UNIXAddress) else None
+    return "unix:%s #%d" % (os.fsdecode(path) if path else "?", number)
 
 
 # The factory ------------------------------------------------------------
@@ -477,6 +491,9 @@ class MuxFactory(Factory):
     @param metadata: the meta-file's data; after a reload that changed it,
         every client is told of the vantage points whose attributes
         changed.
+
+    @ivar accepted: how many mux clients were accepted; it numbers them
+        for the logs (L{describePeer}).
     """
 
     noisy = False
@@ -485,13 +502,16 @@ class MuxFactory(Factory):
         self.controller = controller
         self.metadata = metadata
         self.clients: Set[MuxProtocol] = set()
+        self.accepted = 0
         controller.addObserver(self)
         if metadata is not None:
             metadata.addListener(self.metadataChanged)
 
     def buildProtocol(self, addr: object) -> Optional[Protocol]:
+        self.accepted += 1
         protocol = MuxProtocol()
         protocol.factory = self
+        protocol.number = self.accepted
         return protocol
 
     def attributes(self, vp: IVantagePoint) -> AttributeList:

@@ -1,0 +1,256 @@
+"""
+Where the daemon's log events go, and how they read there.
+
+Every event an operator cares about is a C{twisted.logger} event with an
+C{sc_event} field and named fields (README.rst, "Log events").  The
+observers here turn them into output: text lines (L{textObserver}), one
+JSON object per line (L{jsonObserver}), and, for a daemon, a file or
+syslog (L{daemonObserver}).  C{twistd --logger} takes a callable without
+arguments, hence L{textStdoutLogger}, L{noTimesStdoutLogger} and
+L{jsonStdoutLogger}.
+
+Each of them drops Twisted's own lines about its ports
+(L{quietTwisted}): a vantage point's socket is a port, so they would come
+twice for every vantage point, and they name neither what a port is for
+nor, for TCP, the address.  The daemon's own C{listening} event says
+both (L{addressText}).
+"""
+
+import json
+import math
+import os
+import re
+import socket
+import sys
+import syslog
+from datetime import datetime, timezone
+from typing import IO, Any, Dict, Optional, cast
+
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.interfaces import IAddress
+from twisted.logger import (
+    FileLogObserver,
+    FilteringLogObserver,
+    ILogFilterPredicate,
+    ILogObserver,
+    LegacyLogObserverWrapper,
+    LogEvent,
+    LogLevel,
+    PredicateResult,
+    eventAsText,
+    formatEvent,
+)
+from twisted.python.log import ILogObserver as ILegacyLogObserver
+from twisted.python.logfile import LogFile
+from twisted.python.syslog import SyslogObserver
+from zope.interface import provider
+
+PROGRAM = "sc_remoted"
+SYSLOG_SOCKET = "/dev/log"
+
+# Lines Twisted's ports log through the legacy log.msg: "<factory> starting
+# on <port or path>" when one starts listening, "(TCP Port 31337 Closed)",
+# "(UNIX Port /run/scamper/x:1025 Closed)" when one stops.
+_PORT_NOISE = re.compile(r"^(?:\S.* starting on \S.*|\((?:\w+ )?Port \S.* Closed\))$")
+
+# The keys Twisted's legacy log.msg adds, which say nothing the JSON's own
+# fields do not: for such events they are left out.
+_LEGACY_KEYS = frozenset({"message", "format", "isError", "system", "time", "why", "failure"})
+
+_SYSLOG_PRIORITIES = {
+    LogLevel.debug: syslog.LOG_DEBUG,
+    LogLevel.info: syslog.LOG_INFO,
+    LogLevel.warn: syslog.LOG_WARNING,
+    LogLevel.error: syslog.LOG_ERR,
+    LogLevel.critical: syslog.LOG_CRIT,
+}
+
+
+class LoggingError(Exception):
+    """Logging cannot be set up as asked; the message is one line for the operator."""
+
+
+# Filtering ----------------------------------------------------------------
+
+
+def isTwistedPortNoise(event: LogEvent) -> bool:
+    """
+    Whether C{event} is one of Twisted's lines about a port starting or
+    closing.  Only legacy events qualify: the daemon's own events are
+    C{twisted.logger} events in its own namespaces, never legacy ones.
+    """
+    if event.get("log_namespace") != "log_legacy":
+        return False
+    return _PORT_NOISE.match(str(event.get("log_text", ""))) is not None
+
+
+@provider(ILogFilterPredicate)
+def _dropPortNoise(event: LogEvent) -> PredicateResult:
+    return PredicateResult.no if isTwistedPortNoise(event) else PredicateResult.maybe
+
+
+def quietTwisted(observer: ILogObserver) -> ILogObserver:
+    """C{observer}, without Twisted's lines about its ports (L{isTwistedPortNoise})."""
+    return FilteringLogObserver(observer, [_dropPortNoise])
+
+
+# Text ---------------------------------------------------------------------
+
+
+def textObserver(stream: IO[Any], timestamps: bool = True) -> ILogObserver:
+    """
+    One line per event on C{stream}: C{2026-12-01T10:00:00+0000
+    [sc_remoted.controller#info] vp1-192.0.2.1:1025: registered ...}, or
+    without C{timestamps} (C{-O notimes}) the same from C{[}, so that a
+    line never starts with a placeholder.  A traceback's lines follow,
+    each indented by a tab.
+    """
+
+    def line(event: LogEvent) -> Optional[str]:
+        text = eventAsText(event, includeTimestamp=timestamps).rstrip("\n")
+        if not text:
+            return None
+        return text.replace("\n", "\n\t") + "\n"
+
+    return quietTwisted(FileLogObserver(stream, line))
+
+
+def textStdoutLogger() -> ILogObserver:
+    """For C{twistd --logger}: L{textObserver} on stdout."""
+    return textObserver(sys.stdout)
+
+
+def noTimesStdoutLogger() -> ILogObserver:
+    """For C{twistd --logger}: L{textObserver} on stdout, without timestamps (C{-O notimes})."""
+    return textObserver(sys.stdout, timestamps=False)
+
+
+# JSON ---------------------------------------------------------------------
+
+
+def _jsonValue(value: object) -> object:
+    """A field's value as JSON holds it: scalars as they are, anything else as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return str(value)
+
+
+def eventFields(event: LogEvent) -> Dict[str, object]:
+    """
+    What the JSON line of C{event} holds: its named fields (C{sc_event},
+    C{vp}, C{peer}, ...), then C{time} (UTC, ISO 8601), C{level},
+    C{namespace}, C{text} (the formatted message) and, after a failure,
+    C{traceback}.  Twisted's own C{log_*} keys are left out.
+    """
+    legacy = event.get("log_namespace") == "log_legacy"
+    fields: Dict[str, object] = {}
+    for key, value in event.items():
+        if key.startswith("log_") or (legacy and key in _LEGACY_KEYS):
+            continue
+        fields[key] = _jsonValue(value)
+    when = event.get("log_time")
+    if isinstance(when, (int, float)):
+        fields["time"] = datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="microseconds")
+    fields["level"] = getattr(event.get("log_level"), "name", None)
+    fields["namespace"] = event.get("log_namespace")
+    fields["text"] = formatEvent(event)
+    failure = event.get("log_failure")
+    if failure is not None:
+        fields["traceback"] = failure.getTraceback()
+    return fields
+
+
+def jsonObserver(stream: IO[Any]) -> ILogObserver:
+    """One JSON object per line on C{stream} (L{eventFields}), for C{jq} and log shippers."""
+    return quietTwisted(FileLogObserver(stream, lambda event: json.dumps(eventFields(event)) + "\n"))
+
+
+def jsonStdoutLogger() -> ILogObserver:
+    """
+    For C{twistd --logger}: L{jsonObserver} on stdout::
+
+        twistd -n --logger=sc_remoted.logs.jsonStdoutLogger sc_remoted ...
+    """
+    return jsonObserver(sys.stdout)
+
+
+# Daemon -------------------------------------------------------------------
+
+
+def syslogListens(path: str = SYSLOG_SOCKET) -> bool:
+    """
+    Whether a syslog daemon takes messages at C{path}: Python's C{syslog}
+    drops them without a word when none does, so a daemon would run
+    without a log.
+    """
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        probe = socket.socket(socket.AF_UNIX, kind)
+        try:
+            probe.connect(path)
+            return True
+        except OSError:
+            continue
+        finally:
+            probe.close()
+    return False
+
+
+def _syslogObserver() -> ILogObserver:
+    """
+    Events to syslog (facility daemon, with the pid), each at the priority
+    of its level and tagged with its namespace, where Twisted's observer
+    would log every event at C{info} and tag it C{[-]}.
+    """
+    syslogObserver = SyslogObserver(PROGRAM, syslog.LOG_PID, syslog.LOG_DAEMON)
+    legacy = LegacyLogObserverWrapper(cast(ILegacyLogObserver, syslogObserver.emit))
+
+    @provider(ILogObserver)
+    def emit(event: LogEvent) -> None:
+        event = dict(event)
+        event.setdefault("syslogPriority", _SYSLOG_PRIORITIES.get(event.get("log_level"), syslog.LOG_INFO))
+        event.setdefault("system", event.get("log_system") or event.get("log_namespace", "-"))
+        legacy(event)
+
+    return emit
+
+
+def daemonObserver(logfile: Optional[str], syslogSocket: str = SYSLOG_SOCKET) -> ILogObserver:
+    """
+    Where a daemon (C{-D}) logs: to C{logfile} when one is given (as
+    C{twistd --logfile}: timestamped lines, rotated at 1 MB), else to
+    syslog.  Call it before daemonizing, so that the error reaches the
+    operator.
+
+    @raise LoggingError: if C{logfile} cannot be opened, or no syslog
+        daemon listens on C{syslogSocket}.
+    """
+    if logfile is not None:
+        try:
+            stream = LogFile.fromFullPath(os.path.abspath(logfile))
+        except OSError as e:
+            raise LoggingError("cannot open log file %s: %s" % (logfile, e.strerror or e))
+        return textObserver(stream)
+    if not syslogListens(syslogSocket):
+        raise LoggingError("no syslog daemon listens on %s; give --logfile FILE to log to a file" % (syslogSocket,))
+    return quietTwisted(_syslogObserver())
+
+
+# Addresses ----------------------------------------------------------------
+
+
+def addressText(address: IAddress) -> str:
+    """
+    An address as a log line names it: C{192.0.2.1:31337},
+    C{[2001:db8::1]:31337}, C{0.0.0.0:31337} for every IPv4 address,
+    C{[::]:31337} for every IPv6 one, or a UNIX socket's path.
+    """
+    if isinstance(address, IPv4Address):
+        return "%s:%d" % (address.host or "0.0.0.0", address.port)
+    if isinstance(address, IPv6Address):
+        return "[%s]:%d" % (address.host, address.port)
+    if isinstance(address, UNIXAddress):
+        name = address.name
+        return os.fsdecode(name) if name else "(unnamed UNIX socket)"
+    return str(address)
