@@ -1,147 +1,87 @@
 """
 The C{sc_remoted} command: a drop-in for the C daemon's command line.
 
-It takes the C flags (docs/protocol.rst 3.1, 3.12), turns them into a C{twistd}
-command line for the C{sc_remoted} plugin, and runs twistd's own runner,
-so the service is the very one C{twistd sc_remoted} runs.  Where the
-two differ from plain twistd:
+It takes the C flags (docs/protocol.rst 3.1, 3.12) and every long option
+of C{twistd sc_remoted}, both from the tables of L{sc_remoted.options},
+and runs the very service of the plugin (L{sc_remoted.tap}) through
+twistd's own runner.  Where it differs from C{twistd sc_remoted}:
 
-  - it stays in the foreground unless C{-D} is given;
-  - it writes a pidfile only with C{-e}; the pidfile holds the daemon's
-    own pid (twistd writes it after forking; the C daemon, before);
-  - errors at startup (a usage error, a sockets directory that is
-    missing, a port in use) are one line on stderr and a non-zero exit,
-    also with C{-D}, where the line comes up from the daemon.
+  - it stays in the foreground unless C{-D} is given, and writes a
+    pidfile only with C{-e};
+  - C{-R dir} is twistd's C{--chroot}, and every other path then names a
+    file inside C{dir};
+  - its messages name an option by its C flag, where it has one.
 
-Exit status: 0 on a clean shutdown (SIGINT, SIGTERM), 1 when the daemon
-cannot start, 2 for a bad command line.
+Exit status (L{sc_remoted.process}): 0 on a clean shutdown (SIGINT,
+SIGTERM), 1 when the daemon cannot start, 2 for a bad command line.
 """
 
 import getopt
-import os
+import re
 import sys
-from typing import Iterable, List, NamedTuple, Optional, Sequence, Set, TextIO
+import textwrap
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
-from . import __version__
+from . import __version__, logs
+from .options import COMMAND_OPTIONS, OPTIONS, Option, chrootedPath
+from .process import EXIT_STARTUP, EXIT_USAGE, PROGRAM, reportError
 
-PROGRAM = "sc_remoted"
-
-USAGE = """\
-usage: sc_remoted [-?46Dv] [-O option] -P [ip:]port -U dir [-e pidfile]
-                  [-Z secs] [-c cert -p key [-C ca]] [-M mux] [-m metafile]
-                  [--status-port ENDPOINT [--status-allow-remote]]
-                  [--logfile FILE]
-
-  -?           print this help and exit
-  -4           with a bare port, listen on IPv4 only
-  -6           with a bare port, listen on IPv6 only
-  -D           run as a daemon (detach; log to syslog unless --logfile);
-               without it, stay in the foreground and log to stdout
-  -O option    allowgroup: the sockets' group may use them (mode 0770)
-               allowother: everyone may use the sockets
-               debug: log every message exchanged with scamper
-               select: use the select() reactor
-               skipnameverification: with -C, do not match the
-                 monitorname to the client certificate
-               notimes: log lines without timestamps (foreground only)
-  -P [ip:]port where scamper connects: PORT, IPv4:PORT or [IPv6]:PORT
-  -U dir       existing directory for each scamper's UNIX socket
-  -e pidfile   write the daemon's pid here (removed at exit)
-  -Z secs      keep a disconnected scamper this long for a resume
-               (0 to 10800; 0 disables; default 900)
-  -c cert      TLS certificate chain (PEM); needs -p
-  -p key       TLS private key (PEM)
-  -C ca        require client certificates signed by these CAs
-  -M mux       the scamper multiplexor UNIX socket
-  -m metafile  per-VP metadata for the multiplexor
-  -v           print the version and exit
-  --status-port ENDPOINT   serve /status and /metrics over HTTP (loopback)
-  --status-allow-remote    allow a non-loopback --status-port
-  --logfile FILE           log to FILE instead of stdout or syslog
+SYNOPSIS = """\
+usage: sc_remoted [-?46Dv] [-O option] -P address [-U dir] [-M mux] [-m metafile]
+                  [-c cert -p key [-C ca]] [-e pidfile] [-R dir] [-Z secs]
+                  [--long-option ...]
 """
 
-SHORT_OPTIONS = "?46DvO:P:U:c:p:C:e:Z:M:m:"
-LONG_OPTIONS = ["status-port=", "status-allow-remote", "logfile=", "help", "version"]
+# Every option of the plugin has its long name here too; the command's
+# own -O values (select, notimes) have no long form.
+_LONG = [option for option in COMMAND_OPTIONS if option.oValue is None] + list(OPTIONS)
+_BY_FLAG: Dict[str, Option] = {"--" + option.name: option for option in _LONG}
+_BY_FLAG.update({"-" + option.letter: option for option in COMMAND_OPTIONS + OPTIONS if option.letter})
+_BY_O_VALUE = {option.oValue: option for option in COMMAND_OPTIONS + OPTIONS if option.oValue}
+_BY_NAME = {option.name: option for option in COMMAND_OPTIONS + OPTIONS}
 
-# C flag -> the plugin's option taking its argument.
-FLAG_OPTIONS = {
-    "-P": "port",
-    "-U": "sockets",
-    "-Z": "zombie-time",
-    "-c": "tls-cert",
-    "-p": "tls-key",
-    "-C": "tls-ca",
-    "-M": "mux",
-    "-m": "metadata",
-    "--status-port": "status-port",
-}
+SHORT_OPTIONS = "O:" + "".join(
+    option.letter + (":" if option.argument else "") for option in COMMAND_OPTIONS + OPTIONS if option.letter
+)
+LONG_OPTIONS = [option.name + ("=" if option.argument else "") for option in _LONG]
 
-# C flag without an argument -> the plugin's flag.
-FLAG_FLAGS = {
-    "-4": "ipv4-only",
-    "-6": "ipv6-only",
-    "--status-allow-remote": "status-allow-remote",
-}
 
-# -O value -> the plugin's flag; "select" and "notimes" are twistd's business.
-O_FLAGS = {
-    "allowgroup": "allow-group",
-    "allowother": "allow-other",
-    "debug": "debug",
-    "skipnameverification": "skip-name-verification",
-}
-O_VALUES = sorted(list(O_FLAGS) + ["select", "notimes"])
-
-NO_TIMES_LOGGER = "sc_remoted.cli.noTimesLogObserver"
+def usage() -> str:
+    """The usage text: the synopsis, then every option of the tables."""
+    lines = [SYNOPSIS, "\n"]
+    for option in COMMAND_OPTIONS + OPTIONS:
+        names = [option.flag] if option.flag is not None else []
+        if option in _LONG:
+            names.append("--" + option.name)
+        lines.append("  %s%s\n" % (", ".join(names), " " + option.argument if option.argument else ""))
+        text = option.help + (" Under twistd sc_remoted: %s." % (option.twistd,) if option.twistd else "")
+        lines.append(textwrap.fill(text, 76, initial_indent=" " * 8, subsequent_indent=" " * 8,
+                                   break_on_hyphens=False) + "\n")
+    return "".join(lines)
 
 
 class CommandLineError(Exception):
     """A bad command line: the message, the usage text and exit status 2."""
 
 
-class NotSupported(CommandLineError):
-    """A C flag whose feature this installation does not have yet."""
-
-
 class Invocation(NamedTuple):
     """What a command line asks for."""
 
     action: str  # "run", "help" or "version"
-    twistd: List[str]  # twistd's arguments, without a program name
-    reactor: Optional[str]  # a twistd reactor short name to install, or None
-    options: Sequence[str] = ()  # the plugin options used, by long name
-
-
-def supportedOptions() -> Set[str]:
-    """
-    The long names of every option and flag the installed plugin's
-    L{sc_remoted.tap.Options} has, so that a C flag is refused with 'not
-    supported yet' rather than a twistd error until its feature lands.
-
-    Imports L{sc_remoted.tap}, which installs the default reactor unless
-    one is installed already.
-    """
-    from .tap import Options
-
-    names: Set[str] = set()
-    for kind in ("optParameters", "optFlags"):
-        for cls in Options.__mro__:
-            for entry in cls.__dict__.get(kind, []):
-                names.add(entry[0])
-    return names
-
-
-def _currentUmask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    plugin: Sequence[str] = ()  # the options of twistd sc_remoted, as --name=value
+    daemon: bool = False
+    pidfile: Optional[str] = None
+    chroot: Optional[str] = None
+    logfile: Optional[str] = None
+    noTimes: bool = False
+    reactor: Optional[str] = None  # a twistd reactor short name to install, or None
 
 
 def parseCommandLine(argv: Sequence[str]) -> Invocation:
     """
-    Turn the C daemon's flags into twistd's arguments for the plugin.
+    Sort the C flags and long options of C{argv} (without the program
+    name) into the plugin's options and the process's own.
 
-    @param argv: the arguments, without the program name.
     @raise CommandLineError: for an unknown flag, a positional argument, a
         missing argument or a bad C{-O} value.
     """
@@ -151,155 +91,60 @@ def parseCommandLine(argv: Sequence[str]) -> Invocation:
         raise CommandLineError(str(e))
     if rest:
         raise CommandLineError("unexpected argument %r" % (rest[0],))
-    flags = [flag for flag, _ in pairs]
-    if "-?" in flags or "--help" in flags:
-        return Invocation("help", [], None)
-    if "-v" in flags or "--version" in flags:
-        return Invocation("version", [], None)
-
+    given: Dict[str, str] = {}
     plugin: List[str] = []
-    daemon = False
-    pidfile = ""
-    logfile: Optional[str] = None
-    reactor: Optional[str] = None
-    noTimes = False
-    wanted: List[str] = []
     for flag, value in pairs:
-        if flag == "-D":
-            daemon = True
-        elif flag == "-e":
-            pidfile = os.path.abspath(value)
-        elif flag == "--logfile":
-            logfile = os.path.abspath(value)
-        elif flag == "-O":
-            if value == "select":
-                reactor = "select"
-            elif value == "notimes":
-                noTimes = True
-            elif value in O_FLAGS:
-                wanted.append(O_FLAGS[value])
-                plugin.append("--" + O_FLAGS[value])
-            else:
-                raise CommandLineError("unknown -O option %r (known: %s)" % (value, ", ".join(O_VALUES)))
-        elif flag in FLAG_FLAGS:
-            wanted.append(FLAG_FLAGS[flag])
-            plugin.append("--" + FLAG_FLAGS[flag])
+        if flag == "-O":
+            if value not in _BY_O_VALUE:
+                raise CommandLineError("unknown -O option %r (known: %s)" % (value, ", ".join(sorted(_BY_O_VALUE))))
+            option = _BY_O_VALUE[value]
         else:
-            name = FLAG_OPTIONS[flag]
-            wanted.append(name)
-            plugin.append("--%s=%s" % (name, value))
-    if "-P" not in flags:
-        raise CommandLineError("-P [ip:]port is required")
-    if "-U" not in flags and "-M" not in flags:
-        raise CommandLineError("-U dir is required")
-
-    twistd: List[str] = []
-    if daemon:
-        # daemon(1, 0) keeps the umask; twistd would set 077.
-        twistd += ["--umask", "%04o" % (_currentUmask(),)]
-    else:
-        twistd.append("--nodaemon")
-    twistd += ["--pidfile", pidfile]
-    if logfile is not None:
-        twistd += ["--logfile", logfile]
-    elif noTimes and not daemon:
-        twistd += ["--logger", NO_TIMES_LOGGER]
-    elif daemon:
-        twistd += ["--syslog", "--prefix", PROGRAM]
-    twistd.append(PROGRAM)
-    twistd += plugin
-    return Invocation("run", twistd, reactor, wanted)
+            option = _BY_FLAG[flag]
+        given[option.name] = value
+        if option in OPTIONS:
+            plugin.append("--%s=%s" % (option.name, value) if option.argument else "--" + option.name)
+    if "help" in given:
+        return Invocation("help")
+    if "version" in given:
+        return Invocation("version")
+    return Invocation(
+        "run",
+        plugin,
+        daemon="daemon" in given,
+        pidfile=given.get("pidfile"),
+        chroot=given.get("chroot"),
+        logfile=given.get("logfile"),
+        noTimes="notimes" in given,
+        reactor="select" if "select" in given else None,
+    )
 
 
-def checkSupported(invocation: Invocation, supported: Iterable[str]) -> None:
-    """
-    @raise NotSupported: if C{invocation} uses a plugin option not in
-        C{supported} (see L{supportedOptions}).
-    """
-    known = set(supported)
-    for name in invocation.options:
-        if name not in known:
-            raise NotSupported("%s is not supported yet by this sc_remoted" % (_cFlagFor(name),))
+_LONG_OPTION = re.compile(r"(?<![\w-])--([a-z0-9][a-z0-9-]*)")
 
 
-def _cFlagFor(name: str) -> str:
-    for flag, option in FLAG_OPTIONS.items():
-        if option == name:
-            return flag
-    for value, option in O_FLAGS.items():
-        if option == name:
-            return "-O " + value
-    for flag, option in FLAG_FLAGS.items():
-        if option == name:
-            return flag
-    return "--" + name
+def cFlagsIn(message: str) -> str:
+    """A message of the plugin, naming each option by its C flag where it has one."""
 
+    def flag(match: "re.Match[str]") -> str:
+        option = _BY_NAME.get(match.group(1))
+        return option.flag if option is not None and option.flag is not None else match.group(0)
 
-def _cFlagsIn(message: str) -> str:
-    """A plugin error message, naming the option by its C flag."""
-    for name in sorted(set(FLAG_OPTIONS.values()) | set(FLAG_FLAGS.values()) | set(O_FLAGS.values()), key=len, reverse=True):
-        option = "--" + name
-        if message.startswith(option) and not message[len(option) : len(option) + 1].isalnum():
-            if message[len(option) : len(option) + 1] == "-":
-                continue
-            return _cFlagFor(name) + message[len(option) :]
-    return message
-
-
-def noTimesLogObserver():
-    """
-    A twistd C{--logger}: twistd's text format without the timestamp
-    (C{-O notimes}), to stdout.
-    """
-    from twisted.logger import FileLogObserver, formatEventAsClassicLogText
-
-    return FileLogObserver(sys.stdout, lambda event: formatEventAsClassicLogText(event, formatTime=lambda when: "-"))
-
-
-def _runnerClass():
-    """twistd's runner, with startup errors reported in one line."""
-    from twisted.python.util import untilConcludes
-    from twisted.scripts._twistd_unix import UnixApplicationRunner
-
-    from .service import StartupError
-
-    class Runner(UnixApplicationRunner):
-        def _formatChildException(self, exception):
-            if isinstance(exception, StartupError):
-                return ("1 %s" % (exception,)).encode("ascii", "backslashreplace")[:100]
-            return super()._formatChildException(exception)
-
-        def _waitForStart(self, readPipe: int) -> int:
-            data = untilConcludes(os.read, readPipe, 100)
-            if data == b"0":
-                return 0
-            message = data[2:].decode("ascii", "replace") or "the daemon exited while starting"
-            stderr = sys.__stderr__
-            assert stderr is not None
-            untilConcludes(stderr.write, "%s: %s\n" % (PROGRAM, message))
-            return 1
-
-    return Runner
-
-
-def _fail(message: str, status: int, usage: bool = False, stream: Optional[TextIO] = None) -> int:
-    stream = stream if stream is not None else sys.__stderr__
-    assert stream is not None
-    stream.write("%s: %s\n" % (PROGRAM, message))
-    if usage:
-        stream.write(USAGE)
-    stream.flush()
-    return status
+    return _LONG_OPTION.sub(flag, message)
 
 
 def run(argv: Sequence[str]) -> int:
-    """Run C{sc_remoted} with C{argv} (no program name); the exit status."""
+    """
+    Run C{sc_remoted} with C{argv} (no program name); the exit status.
+    A start that fails ends the process from inside the service, with
+    L{SystemExit}.
+    """
     try:
         invocation = parseCommandLine(argv)
     except CommandLineError as e:
-        return _fail(str(e), 2, usage=True, stream=sys.stderr)
+        reportError(str(e), usage=usage(), stream=sys.stderr)
+        return EXIT_USAGE
     if invocation.action == "help":
-        sys.stdout.write(USAGE)
+        sys.stdout.write(usage())
         return 0
     if invocation.action == "version":
         sys.stdout.write("sc_remoted %s (Python, on Twisted)\n" % (__version__,))
@@ -310,29 +155,76 @@ def run(argv: Sequence[str]) -> int:
         from twisted.application.reactors import installReactor
 
         installReactor(invocation.reactor)
-    try:
-        checkSupported(invocation, supportedOptions())
-    except NotSupported as e:
-        return _fail(str(e), 2, stream=sys.stderr)
+    from twisted.python.usage import UsageError
 
-    from twisted.python import usage
-    from twisted.scripts._twistd_unix import ServerOptions
-
+    from . import tap
+    from .options import ConfigurationError
+    from .process import ProcessService, ProcessSettings
     from .service import StartupError
+    from .shutdown import ShutdownSignals
+
+    options = tap.Options()
+    options.chroot = invocation.chroot
+    try:
+        options.parseOptions(list(invocation.plugin))
+    except ConfigurationError as e:
+        reportError(cFlagsIn(str(e)), stream=sys.stderr)
+        return EXIT_STARTUP
+    except UsageError as e:
+        reportError(cFlagsIn(str(e)), usage=usage(), stream=sys.stderr)
+        return EXIT_USAGE
+    signals = ShutdownSignals(options.reactor)
+    signals.install()
+    try:
+        remoted = tap.buildService(options.config, options["tls"], options["mux-tls"], options.reactor)
+    except StartupError as e:
+        reportError(cFlagsIn(str(e)), stream=sys.stderr)
+        return EXIT_STARTUP
+    pidfile = chrootedPath(invocation.pidfile, invocation.chroot) if invocation.pidfile else None
+    settings = ProcessSettings(daemon=invocation.daemon, pidfile=pidfile)
+    return _runTwistd(ProcessService(remoted, settings, signals, options.reactor, describe=cFlagsIn), invocation)
+
+
+def _runTwistd(service, invocation: Invocation) -> int:
+    """
+    Run C{service} with twistd's runner, which does the chroot, the
+    logging and the reactor; in the foreground as far as twistd knows,
+    since daemonizing and the pidfile are the service's
+    (L{sc_remoted.process}).
+    """
+    from twisted.application.service import Application
+    from twisted.scripts._twistd_unix import ServerOptions, UnixApplicationRunner
+
+    class Runner(UnixApplicationRunner):
+        def createOrGetApplication(self):
+            application = Application(PROGRAM)
+            service.setServiceParent(application)
+            return application
 
     config = ServerOptions()
+    config.parseOptions(
+        ["--nodaemon", "--pidfile=", "--no_save"] + (["--chroot", invocation.chroot] if invocation.chroot else [])
+    )
+    config["logger"] = lambda: _logObserver(invocation)
     try:
-        config.parseOptions(invocation.twistd)
-    except usage.UsageError as e:
-        return _fail(_cFlagsIn(str(e)), 1, stream=sys.stderr)
-    runner = _runnerClass()(config)
-    try:
-        runner.run()
-    except StartupError as e:
-        return _fail(str(e), 1)
+        Runner(config).run()
+    except logs.LoggingError as e:
+        reportError(str(e))
+        return EXIT_STARTUP
     # A shutdown by SIGINT or SIGTERM is a clean exit, status 0, as with
-    # the C daemon (twistd itself would die of the signal again).
+    # the C daemon.
     return 0
+
+
+def _logObserver(invocation: Invocation):
+    """Where the logs go: syslog or a file with C{-D} or C{--logfile}, standard output otherwise."""
+    if invocation.daemon or invocation.logfile is not None:
+        logfile = invocation.logfile
+        if logfile is not None:
+            # Opened now, before the chroot.
+            logfile = chrootedPath(logfile, invocation.chroot, outside=True)
+        return logs.daemonObserver(logfile)
+    return logs.textObserver(sys.stdout, timestamps=not invocation.noTimes)
 
 
 def main() -> None:

@@ -4,16 +4,22 @@ one listening service per scamper-facing endpoint.  Usable as is inside
 another Twisted application.
 """
 
+import os
 import signal
-from typing import TYPE_CHECKING, Callable, Iterable, List, Optional
+import stat
+from typing import TYPE_CHECKING, Callable, Iterable, List, Optional, Sequence
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
+from twisted.internet import defer
+from twisted.internet.address import UNIXAddress
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from .controller import Controller
+from .logs import addressText
 from .sockets import removeStaleSockets
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,10 +32,22 @@ class ControllerService(Service):
     """
     Runs a L{Controller}: on stop, every vantage point is freed, so its
     socket file is removed and its clients and scamper connection closed.
+
+    @param startupChecks: what must hold before anything listens (a
+        sockets directory that exists, a meta-file that parses), called
+        first when the tree starts; each raises L{StartupError}.  They run
+        after twistd's chroot and daemonizing, and so see the files as
+        the daemon will.
     """
 
-    def __init__(self, controller: Controller) -> None:
+    def __init__(self, controller: Controller, startupChecks: Sequence[Callable[[], None]] = ()) -> None:
         self.controller = controller
+        self.startupChecks = list(startupChecks)
+
+    def privilegedStartService(self):
+        Service.privilegedStartService(self)
+        for check in self.startupChecks:
+            check()
 
     def startService(self):
         Service.startService(self)
@@ -49,15 +67,21 @@ class ListeningService(StreamServerEndpointService):
     """
     A listener whose start fails (rather than only logging) when it cannot
     listen, with a L{StartupError} naming what it was for.
+
+    @ivar port: the listening port, once listening.
     """
 
     _raiseSynchronously = True
+    port: Optional[IListeningPort] = None
 
     def __init__(self, endpoint: IStreamServerEndpoint, factory, what: str = "scamper") -> None:
         StreamServerEndpointService.__init__(self, endpoint, factory)
         self.what = what
 
     def privilegedStartService(self):
+        # Listen through a wrapper that keeps the port: C{endpoint} itself
+        # stays the caller's.
+        endpoint, self.endpoint = self.endpoint, _PortKeeper(self.endpoint, self)
         try:
             return StreamServerEndpointService.privilegedStartService(self)
         except CannotListenError as e:
@@ -65,6 +89,50 @@ class ListeningService(StreamServerEndpointService):
             reason = getattr(error, "strerror", None) or str(error)
             where = "%s:%s" % (e.interface or "*", e.port)
             raise StartupError("cannot listen for %s on %s: %s" % (self.what, where, reason)) from None
+        finally:
+            self.endpoint = endpoint
+
+    def abandon(self) -> None:
+        """
+        The process failed to start and is about to exit without running
+        the reactor: remove the UNIX socket file this listener made, which
+        Twisted would remove only from the running reactor.  The socket
+        itself goes with the process.
+        """
+        if self.port is None:
+            return
+        address = self.port.getHost()
+        if isinstance(address, UNIXAddress) and address.name:
+            path = os.fsdecode(address.name)
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)
+            except OSError:
+                pass
+
+
+@implementer(IStreamServerEndpoint)
+class _PortKeeper:
+    """An endpoint that hands the port it listens on to a L{ListeningService}."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, service: ListeningService) -> None:
+        self._endpoint = endpoint
+        self._service = service
+
+    def listen(self, factory) -> defer.Deferred:
+        def keep(port: IListeningPort) -> IListeningPort:
+            self._service.port = port
+            # Twisted's own line names neither the address nor what the
+            # port is for, and is dropped from our logs (sc_remoted.logs).
+            log.info(
+                "listening for {what} on {address}",
+                what=self._service.what,
+                address=addressText(port.getHost()),
+                sc_event="listening",
+            )
+            return port
+
+        return self._endpoint.listen(factory).addCallback(keep)
 
 
 class SighupService(Service):
@@ -113,15 +181,20 @@ class SighupService(Service):
 
 
 def makeRemotedService(
-    controller: Controller, endpoints: Iterable[IStreamServerEndpoint], tls: Optional["ReloadableServerTLS"] = None
+    controller: Controller,
+    endpoints: Iterable[IStreamServerEndpoint],
+    tls: Optional["ReloadableServerTLS"] = None,
+    startupChecks: Sequence[Callable[[], None]] = (),
 ) -> MultiService:
     """
     The whole daemon: the controller first, so that on shutdown the
     listeners (stopped in reverse order) close before the sessions are
-    freed.  With C{tls}, every scamper connection is TLS.
+    freed.  With C{tls}, every scamper connection is TLS.  The
+    C{startupChecks} (see L{ControllerService}) run before any listener
+    starts.
     """
     top = MultiService()
-    ControllerService(controller).setServiceParent(top)
+    ControllerService(controller, startupChecks).setServiceParent(top)
     factory: IProtocolFactory = controller.scamperFactory()
     if tls is not None:
         factory = tls.wrapFactory(factory, controller.reactor)

@@ -1,6 +1,7 @@
 """
 An HTTP status port (C{--status-port}, off by default): C{/status} as
-JSON and C{/metrics} in the Prometheus text format.
+JSON, C{/metrics} in the Prometheus text format, and C{/} as an HTML
+page for a person (L{sc_remoted.statuspage}).
 
 Nothing is counted twice or cached: a L{Status} reads the controller's
 vantage points at each request, and remembers only what the controller
@@ -10,7 +11,6 @@ own (not C{prometheus_client}'s global one), through a collector that
 reads the same L{Status}.
 """
 
-import ipaddress
 import json
 import os
 import time
@@ -23,16 +23,19 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import choose_encoder
-from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
 
 from . import __version__
+from .endpoints import LOOPBACK, AddressError, ListenAddress, parseAddress
 from .interfaces import IVantagePoint, IVantagePointObserver, IVantagePointRegistry
 from .lifecycle import State
+from .limits import Limits
+from .opsmetrics import LimitsCollector, LogEventCounter
 from .service import ListeningService
+from .statuspage import StatusHTMLPage
 
 _COUNTERS = ("bytesIn", "bytesOut", "framesIn", "framesOut")
 
@@ -46,35 +49,40 @@ class StatusEndpointError(ValueError):
     """A status address that cannot or may not be used."""
 
 
-def parseStatusEndpoint(reactor, description: str, allowRemote: bool = False) -> IStreamServerEndpoint:
+def checkStatusAddress(address: ListenAddress, allowRemote: bool = False) -> None:
     """
-    The endpoint of C{--status-port}: a bare C{PORT} (on 127.0.0.1) or a
-    Twisted endpoint description.  Anything that is not loopback (or a
-    UNIX socket) is refused unless C{allowRemote}: the status pages name
+    The status port's rule: anything that is not loopback (or a UNIX
+    socket) is refused unless C{allowRemote}, since the status pages name
     every vantage point and its address.
+
+    @raise StatusEndpointError: saying why, for the operator.
     """
-    if description.isdigit():
-        description = "tcp:%s:interface=127.0.0.1" % (description,)
-    try:
-        endpoint = serverFromString(reactor, description)
-    except Exception as e:  # each endpoint parser fails its own way
-        raise StatusEndpointError("bad endpoint description %r: %s" % (description, e))
-    if allowRemote or isinstance(endpoint, UNIXServerEndpoint):
-        return endpoint
-    interface = getattr(endpoint, "_interface", None)
-    if interface is None:
+    if allowRemote:
+        return
+    loopback = address.isLoopback()
+    if loopback is None:
         raise StatusEndpointError(
-            "cannot tell whether %r is loopback; add --status-allow-remote to use it" % (description,)
+            "cannot tell whether %r is loopback; add --status-allow-remote to use it" % (address.text,)
         )
-    try:
-        loopback = ipaddress.ip_address(interface.split("%", 1)[0]).is_loopback
-    except ValueError:
-        loopback = False
     if not loopback:
         raise StatusEndpointError(
             "%r is not a loopback address (the status port names every vantage point); "
-            "use interface=127.0.0.1 or add --status-allow-remote" % (description,)
+            "use 127.0.0.1:PORT or add --status-allow-remote" % (address.text,)
         )
+
+
+def parseStatusEndpoint(reactor, description: str, allowRemote: bool = False) -> IStreamServerEndpoint:
+    """
+    The endpoint of a status address (L{sc_remoted.endpoints.parseAddress}:
+    a bare C{PORT} is on 127.0.0.1), refused as L{checkStatusAddress}
+    says; for an embedding application, which has no command line.
+    """
+    try:
+        address = parseAddress(description, LOOPBACK)
+        checkStatusAddress(address, allowRemote)
+        [endpoint] = address.endpoints(reactor)
+    except AddressError as e:
+        raise StatusEndpointError(str(e))
     return endpoint
 
 
@@ -277,36 +285,57 @@ class MetricsPage(Resource):
         return encoder(self.registry)
 
 
-class _Index(Resource):
-    def render_GET(self, request) -> bytes:
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return b"sc_remoted %s: /status (JSON), /metrics (Prometheus)\n" % (__version__.encode("ascii"),)
-
-
 class StatusSite(Site):
-    """No access log line per scrape."""
+    """
+    No access log line per scrape.  C{events} counts the log events
+    while the site listens (it is started and stopped with the port).
+    """
 
     noisy = False
+
+    def __init__(self, resource: Resource, events: Optional[LogEventCounter] = None) -> None:
+        Site.__init__(self, resource)
+        self.events = events
+
+    def startFactory(self) -> None:
+        Site.startFactory(self)
+        if self.events is not None:
+            self.events.start()
+
+    def stopFactory(self) -> None:
+        if self.events is not None:
+            self.events.stop()
+        Site.stopFactory(self)
 
     def log(self, request) -> None:
         pass
 
 
-def statusResource(status: Status) -> Resource:
-    """The resource tree: C{/status}, C{/metrics} and a short index."""
+def statusResource(status: Status, events: Optional[LogEventCounter] = None) -> Resource:
+    """
+    The resource tree: C{/status}, C{/metrics} and the HTML page at C{/}.
+    The metrics include the controller's limits and, with C{events}, the
+    log event counts (L{sc_remoted.opsmetrics}).
+    """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatusCollector(status))
-    root = _Index()
+    limits = getattr(status.controller, "limits", None)
+    if isinstance(limits, Limits):
+        registry.register(LimitsCollector(limits))
+    if events is not None:
+        registry.register(events)
+    root = Resource()
+    root.putChild(b"", StatusHTMLPage(status.snapshot))
     root.putChild(b"status", StatusPage(status))
     root.putChild(b"metrics", MetricsPage(registry))
-    root.putChild(b"", root)
     return root
 
 
 def makeStatusService(controller: IVantagePointRegistry, endpoint: IStreamServerEndpoint) -> ListeningService:
     """The service serving C{/status} and C{/metrics} on C{endpoint}."""
     status = Status(controller)
-    site = StatusSite(statusResource(status))
+    events = LogEventCounter()
+    site = StatusSite(statusResource(status, events), events)
     site.displayTracebacks = False
     service = ListeningService(endpoint, site, what="status requests")
     service.status = status  # type: ignore[attr-defined]

@@ -1,59 +1,63 @@
 """
-The C{twistd sc_remoted} command line: L{Options} and L{makeService}.
+The C{twistd sc_remoted} command line and service: L{Options} and
+L{makeService}, made from the table of L{sc_remoted.options}.
+
+Inside another application (no twistd around them), L{Options} raises
+L{usage.UsageError} and L{makeService} returns the service tree, as
+docs/embedding.rst shows.  As twistd's C{sc_remoted} subcommand they are
+a front door, as the C{sc_remoted} command is: a bad command line is one
+line and the usage on standard error, exit status 2; a command line the
+daemon refuses, or a start that fails, is one line, exit status 1; and
+the process (daemonizing, the pidfile, SIGTERM and SIGINT) is taken over
+from twistd by L{sc_remoted.process}.
+
+The options are read without touching a file, but for the TLS files:
+an encrypted key's passphrase is asked for (and checked) while twistd
+still has the terminal.  Everything else that needs the file system is
+checked when the tree starts, after twistd's chroot.
 """
 
 import os
+from functools import partial
+from typing import List, Optional, Tuple
 
-from twisted.application.service import IService
+from twisted.application.app import ServerOptions as TwistdOptions
+from twisted.application.service import IService, MultiService
 from twisted.internet import reactor as globalReactor
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
-from .controller import DEFAULT_ZOMBIE_TIME, MAX_ZOMBIE_TIME, Controller
-from .limits import Limits
-from .listen import PortSpecError, parsePortSpec
-from .sockets import SocketFileError, checkPathLength, checkSocketsDirectory
-from .service import SighupService, makeRemotedService
-from .status import StatusEndpointError, makeStatusService, parseStatusEndpoint
-from .tls import ClientNameCheck, TLSConfigError, loadServerTLS
-from .mux.listen import MuxPortError, makeMuxServices, muxTLS, parseMuxPort
-from .mux.metadata import Metadata, MetadataError
+from .controller import Controller
+from .endpoints import AddressError, ListenAddress
+from .mux.listen import makeMuxServices, muxTLS
+from .mux.metadata import Metadata, MetadataError, readMetadata
+from .options import OPTIONS, Configuration, ConfigurationError, Option, configure
+from .process import EXIT_STARTUP, EXIT_USAGE, ProcessService, ProcessSettings, reportError
+from .service import SighupService, StartupError, makeRemotedService
+from .shutdown import ShutdownSignals
+from .sockets import SocketFileError, checkSocketsDirectory
+from .status import makeStatusService
+from .tls import ClientNameCheck, ReloadableServerTLS, TLSConfigError, TLSFiles, loadServerTLS
+
+
+def _help(option: Option) -> str:
+    return option.help + (" (C: %s)" % (option.flag,) if option.flag else "")
 
 
 class Options(usage.Options):
-    """Options of C{twistd sc_remoted}; each names its C sc_remoted flag."""
+    """
+    The options of C{twistd sc_remoted}, one for each entry of
+    L{sc_remoted.options.OPTIONS}; its one-letter form is the C flag.
 
-    synopsis = "--port [IP:]PORT (--sockets DIR | --mux PATH | --mux-port ENDPOINT) [options]"
+    @ivar config: the L{Configuration}, once parsed.
+    @ivar chroot: the directory the daemon will chroot to, for the
+        C{sc_remoted} command's C{-R}; under twistd, twistd's C{--chroot}.
+    """
 
-    optParameters = [
-        ["port", "P", None, "Where scamper connects: PORT, IPv4:PORT, [IPv6]:PORT or a Twisted endpoint description (C: -P)."],
-        ["sockets", "U", None, "Directory for each scamper's UNIX socket (C: -U)."],
-        ["zombie-time", "Z", DEFAULT_ZOMBIE_TIME, "Seconds a disconnected scamper is kept for a resume; 0 disables (C: -Z).", int],
-        ["max-connections", None, Limits.maxConnections, "Scamper connections open at once.", int],
-        ["max-per-address", None, Limits.maxPerAddress, "Scamper connections from one IP address at once.", int],
-        ["max-channels", None, Limits.maxChannels, "Channels (local clients) open at once on one scamper.", int],
-        ["max-zombies", None, Limits.maxZombies, "Disconnected scamper sessions kept; past it the oldest is freed.", int],
-        ["tls-cert", "c", None, "PEM certificate chain; with --tls-key, every scamper connection is TLS (C: -c)."],
-        ["tls-key", "p", None, "PEM private key of --tls-cert; asked for its passphrase if encrypted (C: -p)."],
-        ["tls-ca", "C", None, "PEM CA certificates: scamper must present a client certificate they signed (C: -C)."],
-        ["tls-passphrase-file", None, None, "Read the key's passphrase from the first line of this file instead of asking."],
-        ["mux", "M", None, "The mux socket: every scamper through one UNIX socket, with metadata, for ScamperCtrl(mux=...) and libscamperctrl (C: -M)."],
-        ["mux-port", None, None, "Serve the mux protocol over TCP too: PORT (on 127.0.0.1) or an endpoint description."],
-        ["mux-tls-ca", None, None, "PEM CA certificates: --mux-port is TLS (with --tls-cert/--tls-key) and clients must present a certificate they signed."],
-        ["metadata", "m", None, "Meta-file of vantage point attributes sent to mux clients; reloaded on SIGHUP (C: -m)."],
-        ["status-port", None, None, "Serve /status (JSON) and /metrics (Prometheus) over HTTP here: PORT (on 127.0.0.1) or an endpoint description; off by default."],
-    ]
+    synopsis = "--port ADDRESS (--sockets DIR | --mux PATH | --mux-port ADDRESS) [options]"
 
-    optFlags = [
-        ["ipv4-only", "4", "With a bare PORT, listen on IPv4 only (C: -4)."],
-        ["ipv6-only", "6", "With a bare PORT, listen on IPv6 only (C: -6)."],
-        ["allow-group", None, "Let the sockets' group use them (C: -O allowgroup)."],
-        ["allow-other", None, "Let everyone use the sockets (C: -O allowother)."],
-        ["debug", None, "Log every message exchanged (C: -O debug)."],
-        ["insecure-sockets-dir", None, "Accept a sockets directory owned by another user or writable by group or others."],
-        ["skip-name-verification", None, "With --tls-ca, do not match the monitorname to the client certificate (C: -O skipnameverification)."],
-        ["status-allow-remote", None, "Let --status-port listen on an address other than loopback."],
-        ["mux-port-insecure", None, "Let --mux-port take plain TCP on an address other than loopback, without TLS client certificates."],
-    ]
+    optParameters = [[o.name, o.letter, None, _help(o)] for o in OPTIONS if o.argument is not None]
+    optFlags = [[o.name, o.letter, _help(o)] for o in OPTIONS if o.argument is None]
 
     compData = usage.Completions(
         optActions={
@@ -68,143 +72,201 @@ class Options(usage.Options):
         }
     )
 
-    def postOptions(self) -> None:
-        if self["port"] is None:
-            raise usage.UsageError("--port is required")
-        if self["sockets"] is None and self["mux"] is None and self["mux-port"] is None:
-            raise usage.UsageError("--sockets is required, unless --mux or --mux-port is given")
-        if not 0 <= self["zombie-time"] <= MAX_ZOMBIE_TIME:
-            raise usage.UsageError("--zombie-time must be from 0 to %d seconds" % (MAX_ZOMBIE_TIME,))
-        for name in ("max-connections", "max-per-address", "max-channels", "max-zombies"):
-            if self[name] < 1:
-                raise usage.UsageError("--%s must be at least 1" % (name,))
-        self["limits"] = Limits(
-            maxConnections=self["max-connections"],
-            maxPerAddress=self["max-per-address"],
-            maxChannels=self["max-channels"],
-            maxZombies=self["max-zombies"],
-        )
-        if self["sockets"] is not None:
-            self["sockets"] = os.path.abspath(self["sockets"])
-            self._checkSocketsDirectory()
-        try:
-            self["endpoints"] = parsePortSpec(
-                self.reactor,
-                self["port"],
-                ipv4=not self["ipv6-only"],
-                ipv6=not self["ipv4-only"],
-            )
-        except PortSpecError as e:
-            raise usage.UsageError("--port: %s" % (e,))
-        self["socket-mode"] = 0o700 | (0o070 if self["allow-group"] else 0) | (0o007 if self["allow-other"] else 0)
-        self._loadTLS()
-        self._checkMux()
-        self["status-endpoint"] = None
-        if self["status-port"] is not None:
-            try:
-                self["status-endpoint"] = parseStatusEndpoint(
-                    self.reactor, self["status-port"], self["status-allow-remote"]
-                )
-            except StatusEndpointError as e:
-                raise usage.UsageError("--status-port: %s" % (e,))
-
     reactor = globalReactor
+    chroot: Optional[str] = None
+    config: Configuration
 
-    def _loadTLS(self) -> None:
-        """
-        Read the TLS files now, asking for the key's passphrase while there
-        is still a terminal (before twistd daemonizes).
-        """
-        self["tls"] = None
-        cert, key = self["tls-cert"], self["tls-key"]
-        if cert is None and key is None:
-            for name in ("tls-ca", "tls-passphrase-file", "skip-name-verification"):
-                if self[name]:
-                    raise usage.UsageError("--%s needs --tls-cert and --tls-key" % (name,))
-            return
-        if cert is None or key is None:
-            raise usage.UsageError("--tls-cert and --tls-key must be given together")
-        if self["skip-name-verification"] and self["tls-ca"] is None:
-            raise usage.UsageError("--skip-name-verification applies only with --tls-ca")
-        for name in ("tls-cert", "tls-key", "tls-ca", "tls-passphrase-file"):
-            if self[name] is not None:
-                self[name] = os.path.abspath(self[name])
+    def parseOptions(self, options=None) -> None:
+        twistd = _twistd(self)
+        if twistd is None:
+            return usage.Options.parseOptions(self, options)
         try:
-            self["tls"] = loadServerTLS(
-                self["tls-cert"], self["tls-key"], self["tls-ca"], self["tls-passphrase-file"]
-            )
+            usage.Options.parseOptions(self, options)
+        except ConfigurationError as e:
+            reportError(str(e))
+            raise SystemExit(EXIT_STARTUP)
+        except usage.UsageError as e:
+            reportError(str(e), usage=str(self))
+            raise SystemExit(EXIT_USAGE)
+
+    def postOptions(self) -> None:
+        twistd = _twistd(self)
+        self.config = configure(self, twistd["chroot"] if twistd is not None else self.chroot)
+        self["tls"], self["mux-tls"] = loadTLS(self.config)
+        if twistd is not None:
+            _quietForegroundLog(twistd)
+
+
+def _quietForegroundLog(twistd: TwistdOptions) -> None:
+    """
+    Under C{twistd -n sc_remoted} logging to the terminal, log through the
+    daemon's own text observer, which leaves out Twisted's lines about
+    every vantage point's socket (L{sc_remoted.logs.quietTwisted}).  An
+    operator's own C{--logger}, C{--logfile} or C{--syslog} is kept.
+    (twistd reads C{logger} after this, in its own postOptions.)
+    """
+    toTerminal = twistd["logfile"] in (None, "-") and not twistd.get("syslog")
+    if twistd["nodaemon"] and twistd["logger"] is None and toTerminal:
+        twistd["logger"] = "sc_remoted.logs.textStdoutLogger"
+
+
+def _twistd(options: usage.Options) -> Optional[TwistdOptions]:
+    """twistd's options, when C{options} are those of its C{sc_remoted} subcommand."""
+    return options.parent if isinstance(options.parent, TwistdOptions) else None
+
+
+def loadTLS(config: Configuration) -> Tuple[Optional[ReloadableServerTLS], Optional[ReloadableServerTLS]]:
+    """
+    The TLS of the scamper port and of the mux port, read now: an
+    encrypted key's passphrase is asked for on the terminal (or read from
+    C{--tls-passphrase-file}) and checked while there is still one to ask
+    on, before twistd daemonizes.  With a chroot the files are read from
+    inside it, now as on every reload.
+
+    @raise ConfigurationError: with one line for the operator.
+    """
+    if config.tlsCertificate is None or config.tlsKey is None:
+        return None, None
+
+    def outside(path: Optional[str]) -> Optional[str]:
+        return None if path is None else config.outside(path)
+
+    try:
+        tls = loadServerTLS(
+            config.outside(config.tlsCertificate),
+            config.outside(config.tlsKey),
+            outside(config.tlsCA),
+            outside(config.tlsPassphraseFile),
+        )
+    except TLSConfigError as e:
+        raise ConfigurationError(str(e))
+    mux = None
+    if config.muxTLSCA is not None:
+        try:
+            mux = muxTLS(tls, config.outside(config.muxTLSCA))
         except TLSConfigError as e:
-            raise usage.UsageError(str(e))
-
-    def _checkMux(self) -> None:
-        """The mux socket's path, the meta-file (loaded now) and the mux port."""
-        if self["mux"] is not None:
-            self["mux"] = path = os.path.abspath(self["mux"])
-            try:
-                checkPathLength(path)
-            except SocketFileError as e:
-                raise usage.UsageError("--mux %s" % (e,))
-            if not os.path.isdir(os.path.dirname(path)):
-                raise usage.UsageError("--mux %s: no such directory %s" % (path, os.path.dirname(path)))
-        muxing = self["mux"] is not None or self["mux-port"] is not None
-        if self["metadata"] is not None and not muxing:
-            raise usage.UsageError("--metadata needs --mux or --mux-port")
-        try:
-            self["metadata-store"] = Metadata(os.path.abspath(self["metadata"]) if self["metadata"] else None)
-        except MetadataError as e:
-            raise usage.UsageError("--metadata: %s" % (e,))
-        self["mux-tls"] = None
-        self["mux-endpoints"] = []
-        if self["mux-tls-ca"] is not None:
-            if self["mux-port"] is None:
-                raise usage.UsageError("--mux-tls-ca applies only with --mux-port")
-            if self["tls"] is None:
-                raise usage.UsageError("--mux-tls-ca needs --tls-cert and --tls-key")
-            try:
-                self["mux-tls"] = muxTLS(self["tls"], os.path.abspath(self["mux-tls-ca"]))
-            except TLSConfigError as e:
-                raise usage.UsageError("--mux-tls-ca: %s" % (e,))
-        elif self["mux-port-insecure"] and self["mux-port"] is None:
-            raise usage.UsageError("--mux-port-insecure applies only with --mux-port")
-        if self["mux-port"] is not None:
-            try:
-                self["mux-endpoints"] = [
-                    parseMuxPort(self.reactor, self["mux-port"], self["mux-tls"] is not None, self["mux-port-insecure"])
-                ]
-            except MuxPortError as e:
-                raise usage.UsageError("--mux-port: %s" % (e,))
-
-    def _checkSocketsDirectory(self) -> None:
-        try:
-            checkSocketsDirectory(self["sockets"], self["insecure-sockets-dir"])
-        except SocketFileError as e:
-            raise usage.UsageError("--sockets %s: %s" % (self["sockets"], e))
+            raise ConfigurationError("--mux-tls-ca: %s" % (e,))
+    if config.chroot is not None:
+        # Reloads happen after the chroot, where the paths are as given.
+        passphrase = tls.files.passphrase
+        tls.files = TLSFiles(config.tlsCertificate, config.tlsKey, config.tlsCA, passphrase)
+        if mux is not None:
+            mux.files = TLSFiles(config.tlsCertificate, config.tlsKey, config.muxTLSCA, passphrase)
+    return tls, mux
 
 
 def makeService(options: Options) -> IService:
-    controller = Controller(
-        options.reactor,
-        options["sockets"],
-        socketMode=options["socket-mode"],
-        zombieTime=options["zombie-time"],
-        debug=options["debug"],
-        limits=options["limits"],
-        clientNameCheck=ClientNameCheck() if options["tls-ca"] and not options["skip-name-verification"] else None,
+    """
+    The service of C{options}: the daemon's tree (L{buildService}) for an
+    embedding application; under twistd, that tree inside the process's
+    own start and stop (L{ProcessService}), which takes daemonizing and
+    the pidfile over from twistd.
+    """
+    twistd = _twistd(options)
+    if twistd is None:
+        return buildService(options.config, options["tls"], options["mux-tls"], options.reactor)
+    settings = takeOverProcess(twistd)
+    signals = ShutdownSignals(options.reactor)
+    signals.install()
+    try:
+        remoted = buildService(options.config, options["tls"], options["mux-tls"], options.reactor)
+    except StartupError as e:
+        reportError(str(e))
+        raise SystemExit(EXIT_STARTUP)
+    return ProcessService(remoted, settings, signals, options.reactor)
+
+
+def takeOverProcess(twistd: TwistdOptions) -> ProcessSettings:
+    """
+    What twistd's options ask of the process, which L{ProcessService}
+    does from now on: twistd is left to run in the foreground, without a
+    pidfile.  A daemon gets twistd's default umask, 077, unless
+    C{--umask} (which twistd still sets) says otherwise.
+    """
+    daemon = not twistd["nodaemon"]
+    settings = ProcessSettings(
+        daemon=daemon,
+        pidfile=twistd["pidfile"] or None,
+        umask=0o077 if daemon and twistd["umask"] is None else None,
     )
-    tls = options.get("tls")
-    top = makeRemotedService(controller, options["endpoints"], tls)
-    sighup = SighupService(tls.reload if tls is not None else None, options.reactor)
+    twistd["nodaemon"] = True
+    twistd["pidfile"] = ""
+    return settings
+
+
+def buildService(
+    config: Configuration,
+    tls: Optional[ReloadableServerTLS] = None,
+    muxTLS: Optional[ReloadableServerTLS] = None,
+    reactor=globalReactor,
+) -> MultiService:
+    """
+    The daemon's service tree for C{config}, with the TLS that
+    L{loadTLS} read.  Its start first checks what needs the file system
+    (the sockets directory, the mux socket's directory, the meta-file).
+
+    @raise StartupError: for an endpoint Twisted cannot make.
+    """
+    controller = Controller(
+        reactor,
+        config.sockets,
+        socketMode=config.socketMode,
+        zombieTime=config.zombieTime,
+        debug=config.debug,
+        limits=config.limits,
+        clientNameCheck=ClientNameCheck() if config.tlsCA is not None and not config.skipNameVerification else None,
+    )
+    metadata = Metadata()
+    checks = []
+    if config.sockets is not None:
+        checks.append(partial(_checkSocketsDirectory, config.sockets, config.insecureSocketsDirectory))
+    if config.mux is not None:
+        checks.append(partial(_checkMuxDirectory, config.mux))
+    if config.metadata is not None:
+        checks.append(partial(_loadMetadata, metadata, config.metadata))
+    scamperEndpoints = _endpoints("port", config.port, reactor, config.ipv4, config.ipv6)
+    top = makeRemotedService(controller, scamperEndpoints, tls, checks)
+    sighup = SighupService(tls.reload if tls is not None else None, reactor)
     sighup.setServiceParent(top)
-    if options.get("mux") is not None or options.get("mux-endpoints"):
-        metadata = options["metadata-store"]
-        for service in makeMuxServices(
-            controller, metadata, options["mux"], options["socket-mode"], options["mux-endpoints"], options["mux-tls"]
-        ):
+    if config.mux is not None or config.muxPort is not None:
+        muxEndpoints = _endpoints("mux-port", config.muxPort, reactor) if config.muxPort is not None else []
+        for service in makeMuxServices(controller, metadata, config.mux, config.socketMode, muxEndpoints, muxTLS):
             service.setServiceParent(top)
-        if metadata.path is not None:
+        if config.metadata is not None:
             sighup.addReload(metadata.reload)
-        if options["mux-tls"] is not None:
-            sighup.addReload(options["mux-tls"].reload)
-    if options.get("status-endpoint") is not None:
-        makeStatusService(controller, options["status-endpoint"]).setServiceParent(top)
+        if muxTLS is not None:
+            sighup.addReload(muxTLS.reload)
+    if config.statusPort is not None:
+        [endpoint] = _endpoints("status-port", config.statusPort, reactor)
+        makeStatusService(controller, endpoint).setServiceParent(top)
     return top
+
+
+def _endpoints(
+    name: str, address: ListenAddress, reactor, ipv4: bool = True, ipv6: bool = True
+) -> List[IStreamServerEndpoint]:
+    try:
+        return address.endpoints(reactor, ipv4, ipv6)
+    except AddressError as e:
+        raise StartupError("--%s: %s" % (name, e))
+
+
+def _checkSocketsDirectory(directory: str, insecure: bool) -> None:
+    try:
+        checkSocketsDirectory(directory, insecure)
+    except SocketFileError as e:
+        raise StartupError("--sockets %s: %s" % (directory, e))
+
+
+def _checkMuxDirectory(path: str) -> None:
+    if not os.path.isdir(os.path.dirname(path)):
+        raise StartupError("--mux %s: no such directory %s" % (path, os.path.dirname(path)))
+
+
+def _loadMetadata(metadata: Metadata, path: str) -> None:
+    """Read the meta-file into C{metadata}, which SIGHUP then reloads from C{path}."""
+    try:
+        metadata.entries = readMetadata(path)
+    except MetadataError as e:
+        raise StartupError("--metadata: %s" % (e,))
+    metadata.path = path

@@ -36,7 +36,7 @@ SOCKETS_DIRECTORY = "/nonexistent/sc_remoted-sockets"
 
 _HEADER = struct.Struct("!IIH")
 
-# Control types, as numbered on the wire (PROTOCOL.md 1.2).  Spelled out
+# Control types, as numbered on the wire (docs/protocol.rst 1.2).  Spelled out
 # here rather than imported so that the tests do not depend on the codec
 # they check.
 MASTER_NEW, MASTER_ID, CHANNEL_NEW, CHANNEL_FIN, KEEPALIVE, ACK = range(6)

@@ -12,13 +12,13 @@ import tempfile
 from twisted.internet import reactor
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
-from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sc_remoted.controller import Controller
 from sc_remoted.flow import UNIX_SEND_BUFFER
 from sc_remoted.lifecycle import State
-from sc_remoted.tap import Options
+from sc_remoted.service import StartupError
+from sc_remoted.tap import Options, makeService
 from sc_remoted.wire import MasterOk, WireError, parseControl
 
 from .peer_twisted import MemoryScamper
@@ -167,29 +167,30 @@ class DirectoryCheckTests(SynchronousTestCase):
         self.directory = tempfile.mkdtemp(dir="/tmp", prefix="scr")
         self.addCleanup(os.rmdir, self.directory)
 
-    def parse(self, *extra):
+    def start(self, *extra):
+        """The directory is checked when the service starts, not while parsing."""
         options = Options()
         options.reactor = MemoryReactorClock()
         options.parseOptions(["--port", "127.0.0.1:1", "--sockets", self.directory, *extra])
-        return options
+        makeService(options).privilegedStartService()
 
     def test_writableByOthers(self):
         for mode in (0o777, 0o770, 0o702):
             os.chmod(self.directory, mode)
-            with self.assertRaises(UsageError) as caught:
-                self.parse()
+            with self.assertRaises(StartupError) as caught:
+                self.start()
             self.assertIn("writable by group or others", str(caught.exception))
-        self.parse("--insecure-sockets-dir")
+        self.start("--insecure-sockets-dir")
 
     def test_otherOwner(self):
         if os.geteuid() != 0:
             raise self.skipTest("needs root to chown")
         os.chown(self.directory, 65534, -1)
-        with self.assertRaises(UsageError) as caught:
-            self.parse()
+        with self.assertRaises(StartupError) as caught:
+            self.start()
         self.assertIn("owned by uid 65534", str(caught.exception))
-        self.parse("--insecure-sockets-dir")
+        self.start("--insecure-sockets-dir")
 
     def test_private(self):
         os.chmod(self.directory, 0o755)
-        self.parse()
+        self.start()

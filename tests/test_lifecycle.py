@@ -23,7 +23,7 @@ from sc_remoted.sockets import removeStaleSockets
 from .peer import ScamperPeer
 from .peer_twisted import PeerProtocol
 from .realprocs import LOOPBACK, freePort, makeSocketsDirectory, sockets, spawn, waitFor
-from .test_cli import COMMAND, commandEnvironment
+from .test_cli import COMMAND, commandEnvironment, pidIn
 
 
 def staleSocket(path):
@@ -101,7 +101,8 @@ class ShutdownTests(TestCase):
             COMMAND + ["-P", "127.0.0.1:%d" % (port,), "-U", self.directory, "-e", pidfile],
             path=self.workdir,
         )
-        yield waitFor(reactor, lambda: "starting on %d" % (port,) in process.output(), 20, "the listener")
+        # The pidfile is written once it listens; stale sockets go just after.
+        yield waitFor(reactor, lambda: pidIn(pidfile) and not os.path.exists(stale), 20, "the listener")
         self.assertFalse(os.path.exists(stale))
         self.assertIn("removed stale socket %s" % (stale,), process.output())
         with open(pidfile) as f:

@@ -41,15 +41,15 @@ from sc_remoted.mux.codec import (
     encodeVpUpdate,
     parseControl,
 )
+from sc_remoted.endpoints import parseAddress
 from sc_remoted.mux.listen import (
     MuxPortError,
     MuxSocketService,
-    isLoopbackEndpoint,
-    parseMuxPort,
+    checkMuxPortAddress,
 )
 from sc_remoted.mux.metadata import Metadata, MetadataError, parseMetadata
 from sc_remoted.mux.server import MuxFactory, formatArrival, vantagePointAttributes
-from sc_remoted.service import ControllerService, SighupService
+from sc_remoted.service import ControllerService, SighupService, StartupError
 from sc_remoted.tap import Options, makeService
 from sc_remoted.wire import encodeFrame
 
@@ -719,16 +719,14 @@ class MuxOptionsTests(SynchronousTestCase):
         options = self.parse("--port", "1", "-M", self.mux, "-m", meta)
         top = makeService(options)
         [sighup] = [s for s in top if isinstance(s, SighupService)]
-        self.assertIn(options["metadata-store"].reload, sighup._reloads)
+        [muxService] = [s for s in top if isinstance(s, MuxSocketService)]
+        self.assertIn(muxService.muxFactory.metadata.reload, sighup._reloads)
 
     def test_usageErrors(self):
         bad = writeMetadata(self, "vp1 cc\n")
         for argv, message in [
             (["--port", "1"], "--sockets is required"),
-            (["--port", "1", "--mux", self.mux, "--metadata", bad], "line 1"),
-            (["--port", "1", "--mux", self.mux, "--metadata", "/nonexistent"], "cannot read"),
             (["--port", "1", "--sockets", self.directory, "--metadata", bad], "needs --mux"),
-            (["--port", "1", "--mux", "/nonexistent/mux"], "no such directory"),
             (["--port", "1", "--mux", "/tmp/" + "m" * 110], "107"),
             (["--port", "1", "--mux-port", "tcp:7000"], "loopback"),
             (["--port", "1", "--mux-port", "tcp:7000:interface=192.0.2.1"], "loopback"),
@@ -741,20 +739,31 @@ class MuxOptionsTests(SynchronousTestCase):
                 self.parse(*argv)
             self.assertIn(message, str(caught.exception), argv)
 
+    def test_startupErrors(self):
+        """What needs the file system is checked when the service starts."""
+        bad = writeMetadata(self, "vp1 cc\n")
+        for argv, message in [
+            (["--port", "1", "--mux", self.mux, "--metadata", bad], "line 1"),
+            (["--port", "1", "--mux", self.mux, "--metadata", "/nonexistent"], "cannot read"),
+            (["--port", "1", "--mux", "/nonexistent/mux"], "no such directory"),
+        ]:
+            top = makeService(self.parse(*argv))
+            with self.assertRaises(StartupError, msg=argv) as caught:
+                top.privilegedStartService()
+            self.assertIn(message, str(caught.exception), argv)
+
     def test_muxPort(self):
         options = self.parse("--port", "1", "--mux-port", "7000")
-        [endpoint] = options["mux-endpoints"]
-        self.assertEqual((endpoint._port, endpoint._interface), (7000, "127.0.0.1"))
+        self.assertEqual((options.config.muxPort.host, options.config.muxPort.port), ("127.0.0.1", 7000))
         options = self.parse("--port", "1", "--mux-port", "tcp:7000", "--mux-port-insecure")
-        self.assertEqual(options["mux-endpoints"][0]._interface, "")
+        self.assertEqual(options.config.muxPort.host, "")
 
     def test_loopback(self):
-        reactor = MemoryReactorClock()
-        self.assertTrue(isLoopbackEndpoint(parseMuxPort(reactor, r"tcp6:7000:interface=\:\:1")))
-        self.assertTrue(isLoopbackEndpoint(parseMuxPort(reactor, "unix:/tmp/x")))
+        checkMuxPortAddress(parseAddress(r"tcp6:7000:interface=\:\:1"))
+        checkMuxPortAddress(parseAddress("unix:/tmp/x"))
         with self.assertRaises(MuxPortError):
-            parseMuxPort(reactor, r"tcp6:7000:interface=\:\:")
-        parseMuxPort(reactor, "tcp:7000", tls=True)
+            checkMuxPortAddress(parseAddress(r"tcp6:7000:interface=\:\:"))
+        checkMuxPortAddress(parseAddress("tcp:7000"), tls=True)
 
 
 class NoSocketsDirectoryTests(SynchronousTestCase):

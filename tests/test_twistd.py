@@ -1,15 +1,19 @@
 """
-The installed C{twistd sc_remoted}, run as a separate process: the plugin
-is found, the daemon serves scamper, SIGTERM ends it cleanly, and bad
-options are refused with a message naming the problem.
+C{twistd sc_remoted}, run as a separate process, as the README runs it:
+the plugin is found, the daemon serves scamper, SIGTERM ends it cleanly
+with exit status 0 (also the moment its listeners start), and bad
+command lines and failed starts are one line on stderr with the exit
+status they mean, in the foreground and daemonized.
 
-It runs the installed package (C{pip install .}), from a scratch working
-directory so that the checkout is not what gets imported.
+It runs the installed C{twistd} from a scratch working directory; the
+installed plugin is found by C{twistd --help}, and the other tests put
+this checkout first on C{PYTHONPATH}, so that they test its code.
 """
 
 import os
 import shutil
 import signal
+import socket
 import sys
 
 from twisted.internet import defer, reactor
@@ -36,6 +40,7 @@ from .realprocs import (
     wartsText,
     writeCommands,
 )
+from .test_cli import REPO, accepts, pidIn, processGone, whenReady
 
 MAGIC = bytes.fromhex("5463a1f00d5eed01")
 
@@ -59,6 +64,20 @@ def connectWhenListening(port: int, timeout: float):
             yield sleep(reactor, 0.1)
 
 
+def useCheckout(testCase):
+    """Put this checkout first on the children's C{PYTHONPATH}."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = REPO + (os.pathsep + old if old else "")
+
+    def restore():
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+    testCase.addCleanup(restore)
+
+
 class TwistdTests(TestCase):
     """C{twistd -n sc_remoted} as an operator would start it."""
 
@@ -66,9 +85,28 @@ class TwistdTests(TestCase):
         self.script = twistdScript()
         self.workDirectory = makeSocketsDirectory(self)
         self.directory = makeSocketsDirectory(self)
+        useCheckout(self)
 
-    def twistdArgv(self, *options):
-        return [sys.executable, self.script, "-n", "--pidfile=", "sc_remoted"] + list(options)
+    def twistdArgv(self, *options, twistd=("-n", "--pidfile=")):
+        return [sys.executable, self.script, *twistd, "sc_remoted"] + list(options)
+
+    @defer.inlineCallbacks
+    def fails(self, argv, message, status=1, usage=False):
+        """
+        C{argv} exits with C{status} after one line, C{message}, on stderr,
+        then the usage if C{usage}; no traceback anywhere.
+        """
+        result = yield runToCompletion(reactor, argv, 30, self)
+        self.assertEqual((result.exitCode, result.signal), (status, None), result)
+        err = result.err.decode()
+        first, rest = err.split("\n", 1)
+        self.assertEqual(first, "sc_remoted: " + message, result)
+        if usage:
+            self.assertIn("Usage: twistd [options] sc_remoted", rest)
+        else:
+            self.assertEqual(rest, "", result)
+        self.assertNotIn(b"Traceback", result.out + result.err, result)
+        return result
 
     @defer.inlineCallbacks
     def test_servesAndStopsOnSigterm(self):
@@ -111,16 +149,15 @@ class TwistdTests(TestCase):
         # SIGHUP (which the C daemon uses to reload TLS files) must not
         # kill it: twistd itself installs no handler for it.
         twistd.kill(signal.SIGHUP)
-        yield waitFor(reactor, lambda: b"SIGHUP received" in b"".join(twistd.protocol.out), 5, "the SIGHUP log line")
+        yield sleep(reactor, 0.5)
         self.assertTrue(twistd.running, twistd.output())
         self.assertEqual(len(sockets(self.directory)), 2)
 
+        # A clean shutdown, exit status 0 (twistd's own handler would make
+        # it die of the signal again).
         twistd.kill(signal.SIGTERM)
         result = yield twistd.wait(10)
-        # twistd shuts down cleanly, then (Twisted 21.7+) re-raises the
-        # signal so that its parent sees it died of SIGTERM.
-        self.assertIn((result.exitCode, result.signal), [(0, None), (None, signal.SIGTERM)], result)
-        self.assertIn(b"Server Shut Down.", result.out, result)
+        self.assertEqual((result.exitCode, result.signal), (0, None), result)
         yield waitFor(reactor, lambda: hand.lost.called, 5, "the daemon to close our connection")
         self.assertEqual(hand.violations, [])
         self.assertEqual(os.listdir(self.directory), [], result)
@@ -129,19 +166,111 @@ class TwistdTests(TestCase):
 
     @defer.inlineCallbacks
     def test_missingSocketsDirectory(self):
-        """A sockets directory that does not exist is refused, by name."""
-        result = yield runToCompletion(
-            reactor,
-            self.twistdArgv("--sockets", "/nonexistent", "--port", "1"),
-            30,
-            self,
+        """A sockets directory that does not exist: one line, exit status 1."""
+        yield self.fails(
+            self.twistdArgv("--sockets", "/nonexistent", "--port", "127.0.0.1:%d" % (freePort(),)),
+            "--sockets /nonexistent: No such file or directory",
         )
-        self.assertNotEqual(result.exitCode, 0, result)
-        output = (result.out + result.err).decode("utf-8", "replace")
-        self.assertIn("/nonexistent", output)
-        self.assertIn("No such file or directory", output)
 
     test_missingSocketsDirectory.timeout = 40  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def test_portInUse(self):
+        """
+        A port in use: one line, exit status 1, in the foreground and
+        daemonized, no pidfile and no mux socket left.
+        """
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind((LOOPBACK, 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        mux = os.path.join(self.directory, "mux")
+        pidfile = os.path.join(self.directory, "pid")
+        options = ["--port", "%s:%d" % (LOOPBACK, freePort()), "--sockets", self.directory, "--mux", mux,
+                   "--status-port", str(port)]
+        message = "cannot listen for status requests on 127.0.0.1:%d: Address already in use" % (port,)
+        yield self.fails(self.twistdArgv(*options), message)
+        daemon = ("--pidfile", pidfile, "--logfile", os.path.join(self.workDirectory, "log"))
+        yield self.fails(self.twistdArgv(*options, twistd=daemon), message)
+        self.assertEqual(sorted(os.listdir(self.directory)), [])
+
+    test_portInUse.timeout = 60  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def test_badCommandLine(self):
+        """Exit status 2, the reason first, then the usage, all on stderr."""
+        base = ["--port", "1", "--sockets", self.directory]
+        result = yield self.fails(self.twistdArgv(*base, "-Z", "abc"), "--zombie-time: 'abc' is not a whole number",
+                                  status=2, usage=True)
+        self.assertEqual(result.out, b"")
+        yield self.fails(self.twistdArgv(*base, "--bogus"), "option --bogus not recognized", status=2, usage=True)
+        yield self.fails(self.twistdArgv("--sockets", self.directory), "--port is required", status=2, usage=True)
+
+    test_badCommandLine.timeout = 60  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def test_refused(self):
+        """A well-formed command line it refuses: one line, exit status 1."""
+        yield self.fails(
+            self.twistdArgv("--port", "unix:/tmp/x", "--sockets", self.directory),
+            "--port: 'unix:/tmp/x' is not TCP, which scamper connects over: give PORT, IPv4:PORT, [IPv6]:PORT, "
+            "or a tcp: or tcp6: description (for TLS, --tls-cert and --tls-key)",
+        )
+        yield self.fails(
+            self.twistdArgv("--port", "1", "--sockets", self.directory, "--status-port", "127.0.0.1:9100x"),
+            "--status-port: port '9100x' is not a number from 1 to 65535",
+            status=2,
+            usage=True,
+        )
+
+    test_refused.timeout = 60  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def test_daemonized(self):
+        """
+        Without -n: the command returns once the daemon listens, its
+        pidfile holds the daemon's own pid, and SIGTERM removes every file.
+        """
+        port = freePort()
+        mux = os.path.join(self.directory, "mux")
+        pidfile = os.path.join(self.workDirectory, "twistd.pid")
+        argv = self.twistdArgv("--port", "%s:%d" % (LOOPBACK, port), "--sockets", self.directory, "--mux", mux,
+                               twistd=("--pidfile", pidfile, "--logfile", os.path.join(self.workDirectory, "log")))
+        result = yield runToCompletion(reactor, argv, 30, self)
+        self.assertEqual((result.exitCode, result.err), (0, b""), result)
+        pid = pidIn(pidfile)
+        self.addCleanup(lambda: processGone(pid) or os.kill(pid, signal.SIGKILL))
+        self.assertTrue(accepts(port))
+        self.assertTrue(os.path.exists(mux))
+        os.kill(pid, signal.SIGTERM)
+        yield waitFor(reactor, lambda: processGone(pid), 20, "the daemon to exit")
+        self.assertFalse(os.path.exists(pidfile))
+        self.assertEqual(os.listdir(self.directory), [])
+
+    test_daemonized.timeout = 60  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def test_sigtermAsItStarts(self):
+        """
+        SIGTERM the moment the mux socket appears, before the reactor runs
+        (issue 11, item 4a), and once it runs: exit status 0, nothing left.
+        """
+        mux = os.path.join(self.directory, "mux")
+        pidfile = os.path.join(self.workDirectory, "pid")
+        for attempt in range(6):
+            port = freePort()
+            twistd = spawn(self, reactor, self.twistdArgv("--port", "%s:%d" % (LOOPBACK, port), "--sockets",
+                                                          self.directory, "--mux", mux,
+                                                          twistd=("-n", "--pidfile", pidfile)))
+            whenReady(lambda: os.path.exists(mux) if attempt % 2 == 0 else accepts(port))
+            twistd.kill(signal.SIGTERM)
+            result = yield twistd.wait(30)
+            self.assertEqual((result.exitCode, result.signal), (0, None), result)
+            self.assertEqual(os.listdir(self.directory), [], result)
+            self.assertFalse(os.path.exists(pidfile), result)
+
+    test_sigtermAsItStarts.timeout = 120  # type: ignore[attr-defined]
 
     @defer.inlineCallbacks
     def test_helpListsPlugin(self):

@@ -8,15 +8,15 @@ explicit C{--mux-port-insecure}.  Whoever reaches the mux can run
 measurements from every vantage point.
 """
 
-import ipaddress
 import os
 from typing import TYPE_CHECKING, List, Optional
 
 from twisted.application.service import IService
-from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
+from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 
+from ..endpoints import ListenAddress
 from ..service import ListeningService, StartupError
 from .metadata import Metadata
 from ..sockets import SocketFileError, clearStaleSocket
@@ -32,54 +32,29 @@ class MuxPortError(ValueError):
     """A C{--mux-port} that cannot or may not be used."""
 
 
-def isLoopbackEndpoint(endpoint: IStreamServerEndpoint) -> Optional[bool]:
+def checkMuxPortAddress(address: ListenAddress, tls: bool = False, insecure: bool = False) -> None:
     """
-    Whether C{endpoint} only accepts local connections: a UNIX socket or a
-    TCP port on a loopback address.  L{None} when it cannot be told.
-    """
-    if isinstance(endpoint, UNIXServerEndpoint):
-        return True
-    interface = getattr(endpoint, "_interface", None)
-    if interface is None:
-        return None
-    try:
-        return ipaddress.ip_address(interface.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
+    The mux port's rule: loopback only (L{ListenAddress.isLoopback}),
+    unless it is TLS with required client certificates (C{tls}) or the
+    operator allows plain TCP anywhere (C{insecure}).
 
-
-def parseMuxPort(reactor, description: str, tls: bool = False, insecure: bool = False) -> IStreamServerEndpoint:
+    @raise MuxPortError: for an address that would take unauthenticated
+        connections from other hosts, or that cannot be told.
     """
-    The endpoint of C{--mux-port}: a bare C{PORT} (on 127.0.0.1) or a
-    Twisted endpoint description (C{tcp:7000:interface=192.0.2.1},
-    C{tcp6:...}).
-
-    @param tls: the port will be TLS with required client certificates.
-    @param insecure: the operator allows plain TCP on any address.
-    @raise MuxPortError: for a bad description, or one that would take
-        unauthenticated connections from other hosts.
-    """
-    if description.isdigit():
-        description = "tcp:%s:interface=127.0.0.1" % (description,)
-    try:
-        endpoint = serverFromString(reactor, description)
-    except (ValueError, TypeError, KeyError) as e:
-        raise MuxPortError("bad endpoint description %r: %s" % (description, e))
     if tls or insecure:
-        return endpoint
-    loopback = isLoopbackEndpoint(endpoint)
+        return
+    loopback = address.isLoopback()
     if loopback is None:
         raise MuxPortError(
             "cannot tell whether %r is loopback; use --mux-tls-ca (TLS with client "
-            "certificates) or add --mux-port-insecure" % (description,)
+            "certificates) or add --mux-port-insecure" % (address.text,)
         )
     if not loopback:
         raise MuxPortError(
             "%r is not a loopback address and the mux gives full control of every "
             "vantage point: use --mux-tls-ca (TLS with client certificates), or add "
-            "--mux-port-insecure to serve it without" % (description,)
+            "--mux-port-insecure to serve it without" % (address.text,)
         )
-    return endpoint
 
 
 def muxTLS(tls: "ReloadableServerTLS", caPath: str) -> "ReloadableServerTLS":
