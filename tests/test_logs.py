@@ -404,6 +404,17 @@ class DebugRedactionTests(SynchronousTestCase):
             self.assertNoMagic(repr({k: v for k, v in event.items() if not k.startswith("log_")}))
 
 
+def startTwistd(test, twistdOptions, pluginOptions):
+    """
+    The installed twistd running sc_remoted in the foreground on a free
+    loopback port, in a directory of its own, ended when C{test} ends.
+    """
+    directory = makeSocketsDirectory(test)
+    argv = [sys.executable, twistdScript(), "-n", "--pidfile="] + twistdOptions
+    argv += ["sc_remoted", "--port", "tcp:0:interface=%s" % (LOOPBACK,), "--sockets", directory] + pluginOptions
+    return spawn(test, reactor, argv, path=makeSocketsDirectory(test))
+
+
 class TwistdJSONTests(TestCase):
     """
     The README's JSON log, from the installed C{twistd}: every line of its
@@ -413,26 +424,7 @@ class TwistdJSONTests(TestCase):
 
     @defer.inlineCallbacks
     def test_jsonLogger(self):
-        workDirectory = makeSocketsDirectory(self)
-        directory = makeSocketsDirectory(self)
-        twistd = spawn(
-            self,
-            reactor,
-            [
-                sys.executable,
-                twistdScript(),
-                "-n",
-                "--pidfile=",
-                "--logger=sc_remoted.logs.jsonStdoutLogger",
-                "sc_remoted",
-                "--port",
-                "tcp:0:interface=%s" % (LOOPBACK,),
-                "--sockets",
-                directory,
-                "--debug",
-            ],
-            path=workDirectory,
-        )
+        twistd = startTwistd(self, ["--logger=sc_remoted.logs.jsonStdoutLogger"], ["--debug"])
 
         def events():
             out = b"".join(twistd.protocol.out).decode("utf-8", "replace")
@@ -483,24 +475,7 @@ class TwistdDefaultLogTests(TestCase):
 
     @defer.inlineCallbacks
     def test_noPortLines(self):
-        workDirectory = makeSocketsDirectory(self)
-        directory = makeSocketsDirectory(self)
-        twistd = spawn(
-            self,
-            reactor,
-            [
-                sys.executable,
-                twistdScript(),
-                "-n",
-                "--pidfile=",
-                "sc_remoted",
-                "--port",
-                "tcp:0:interface=%s" % (LOOPBACK,),
-                "--sockets",
-                directory,
-            ],
-            path=workDirectory,
-        )
+        twistd = startTwistd(self, [], [])
         line = yield waitFor(
             reactor,
             lambda: re.search(r"listening for scamper on %s:(\d+)" % (re.escape(LOOPBACK),), twistd.output()),
