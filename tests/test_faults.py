@@ -178,6 +178,15 @@ def _sideFactory():
     return Factory.forProtocol(_RelaySide)
 
 
+def residentKiB() -> int:
+    """This process's resident set (the in-process daemon's), from /proc."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
 def liveInstances(cls) -> int:
     gc.collect()
     return sum(1 for o in gc.get_objects() if type(o) is cls)
@@ -192,6 +201,8 @@ class FaultRoundsMixin(InProcessDaemonMixin):
         sys.stderr.write("\n%s: %s=%d\n" % (self.id(), SEED_VARIABLE, self.seed))
         self.outages: List[float] = []
         self.log: List[str] = []
+        # (round, fault, daemon RSS in KiB, open descriptors) after each round.
+        self.samples: List[Tuple[int, str, int, int]] = []
         return super().setUp()
 
     def startClient(self, socketName: str, number: int, round: int):
@@ -312,11 +323,15 @@ class FaultRoundsMixin(InProcessDaemonMixin):
             yield self.runRound(relay, vp, round, kind)
             # Forget closed relay pairs so that a long soak does not grow.
             relay.pairs[:] = relay.live
+            sample = (round, kind, residentKiB(), len(os.listdir("/proc/self/fd")))
+            self.samples.append(sample)
+            sys.stderr.write("%s: round %d (%s): RSS %d KiB, %d descriptors\n" % ((self.id(),) + sample))
         cuts = sum(1 for kind in kinds if kind in CUTTING)
         self.assertEqual(vp.session.resumes, cuts, self.why())
+        byKind = {kind: kinds.count(kind) for kind in sorted(set(kinds))}
         sys.stderr.write(
-            "%s: %d faults, %d resumes, outages %s s; %s\n"
-            % (self.id(), len(kinds), vp.session.resumes, ", ".join("%.0f" % o for o in self.outages), self.why())
+            "%s: %d faults %s, %d resumes, outages %s s; %s\n"
+            % (self.id(), len(kinds), byKind, vp.session.resumes, ", ".join("%.0f" % o for o in self.outages), self.why())
         )
 
         # Shutting down frees everything: no session, socket or connection.
