@@ -16,6 +16,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from .backlog import Budgets
 from .engine import Timeouts
 from .interfaces import IScamperLink, IScamperSessions, IVantagePointObserver, IVantagePointRegistry
 from .lifecycle import Input, State
@@ -65,6 +66,7 @@ class Controller:
         timeouts: Timeouts = Timeouts(),
     ) -> None:
         self.limits = limits
+        self.budgets = Budgets(limits, reactor)
         self.timeouts = timeouts
         self._connections: Dict[str, int] = {}
         self._connectionCount = 0
@@ -192,6 +194,7 @@ class Controller:
             message.monitorname,
             self.reactor,
             self.limits.maxChannels,
+            self.budgets,
         )
         if not self._listen(vp, connection):
             self._advance(vp, Input.SOCKET_FAILED)

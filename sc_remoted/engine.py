@@ -360,7 +360,6 @@ class Link:
         "acceptedAt",
         "lastReceived",
         "lastSent",
-        "_paused",
         "_held",
         "_needed",
         "_headerNew",
@@ -372,7 +371,6 @@ class Link:
         self.session: Optional[Session] = None
         self.closed = False
         self.acceptedAt = self.lastReceived = self.lastSent = now
-        self._paused = False
         self._held = bytearray()
         self._needed = 0
         self._headerNew = False
@@ -575,14 +573,6 @@ class Link:
 
     # Timers ------------------------------------------------------------
 
-    def readingPaused(self, paused: bool, now: float) -> None:
-        """
-        Reading stopped or restarted (a local client cannot keep up): time
-        spent paused does not count as scamper's silence.
-        """
-        self._paused = paused
-        self.lastReceived = now
-
     def deadline(self) -> float:
         """When L{timerDue} must next be called."""
         timeouts = self.timeouts
@@ -603,8 +593,6 @@ class Link:
             if now >= self.acceptedAt + timeouts.registration:
                 return "registration", b""
             return None, b""
-        if self._paused:
-            self.lastReceived = now
         if now >= self.lastReceived + timeouts.silence:
             return "silent", b""
         if now >= self.lastSent + timeouts.keepalive:

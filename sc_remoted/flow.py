@@ -1,22 +1,23 @@
 """
-Backpressure between a vantage point's scamper connection and its local
-clients, so that neither side's buffers grow without bound.
-
-Down (scamper to clients): when a client's socket buffer is full, we stop
-reading from scamper until it drains; scamper then holds its results
-(it keeps them until acknowledged anyway).  One client that stops reading
-for good would stall every channel of the VP, so a client stalled for
-C{stallLimit} seconds is disconnected, which costs only that channel.
+Backpressure from a vantage point's scamper connection to its local
+clients, so that the daemon's buffers stay bounded in the up direction.
 
 Up (clients to scamper): while the scamper connection's send buffer is
 full, or more than C{maxUnacked} bytes wait for scamper's ACK (as they
-do while the VP is a zombie), we stop reading from the clients.
+do while the VP is a zombie), we stop reading from the clients; scamper
+is slower than them, so they wait for it, as they would for a local
+scamper.
+
+Down (scamper to clients) has no backpressure: the connection carries
+every channel of the VP, so pausing it for one slow client would stall
+the others.  What a slow client has not taken waits in its bounded
+backlog instead (L{sc_remoted.backlog}).
 """
 
 import socket
-from typing import Dict, Iterable, Protocol
+from typing import Iterable, Protocol
 
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -25,7 +26,6 @@ from .interfaces import IPausableEnd
 log = Logger()
 
 MAX_UNACKED = 8 * 1024 * 1024
-STALL_LIMIT = 60.0
 # Twisted's bufferSize for both sides of the relay, in place of its 64 KiB:
 # how much is read at a time, and how much may queue for writing before
 # the other side is paused.  Fewer pause/resume turns at full speed.
@@ -61,46 +61,23 @@ class FlowOwner(Protocol):
     def channelEnds(self) -> Iterable[object]:
         """The ends of its open channels."""
 
-    def pauseScamper(self, paused: bool) -> None:
-        """Stop (C{True}) or restart reading from its scamper connection."""
-
 
 @implementer(IPushProducer)
 class FlowControl:
     """
-    The flow state of one vantage point.  It is the producer registered
-    with the scamper transport: Twisted pauses it when that transport's
-    send buffer is full.
+    The up-direction flow state of one vantage point.  It is the producer
+    registered with the scamper transport: Twisted pauses it when that
+    transport's send buffer is full.
     """
 
-    __slots__ = (
-        "_owner",
-        "_clock",
-        "_maxUnacked",
-        "_stallLimit",
-        "unackedBytes",
-        "_sendBlocked",
-        "_clientsPaused",
-        "_stalled",
-    )
+    __slots__ = ("_owner", "_maxUnacked", "unackedBytes", "_sendBlocked", "_clientsPaused")
 
-    def __init__(
-        self,
-        owner: FlowOwner,
-        clock: IReactorTime,
-        maxUnacked: int = MAX_UNACKED,
-        stallLimit: float = STALL_LIMIT,
-    ) -> None:
+    def __init__(self, owner: FlowOwner, maxUnacked: int = MAX_UNACKED) -> None:
         self._owner = owner
-        self._clock = clock
         self._maxUnacked = maxUnacked
-        self._stallLimit = stallLimit
         self.unackedBytes = 0
         self._sendBlocked = False
         self._clientsPaused = False
-        self._stalled: Dict[object, IDelayedCall] = {}
-
-    # Up: clients -> scamper --------------------------------------------
 
     def unackedChanged(self, unackedBytes: int) -> None:
         """The bytes waiting for scamper's ACK are now C{unackedBytes}."""
@@ -121,6 +98,11 @@ class FlowControl:
         self._sendBlocked = False
         self._updateClients()
 
+    def connected(self) -> None:
+        """A (re)attached connection starts unblocked."""
+        self._sendBlocked = False
+        self._updateClients()
+
     def _updateClients(self) -> None:
         pause = self._sendBlocked or self.unackedBytes > self._maxUnacked
         if pause == self._clientsPaused:
@@ -137,51 +119,3 @@ class FlowControl:
         """A new client starts paused if the others are."""
         if self._clientsPaused and IPausableEnd.providedBy(end):
             end.pauseReading()
-
-    # Down: scamper -> clients ------------------------------------------
-
-    def channelCongested(self, end: object) -> None:
-        """C{end} cannot take more: stop reading from scamper."""
-        if end in self._stalled:
-            return
-        self._stalled[end] = self._clock.callLater(self._stallLimit, self._stallExpired, end)
-        if len(self._stalled) == 1:
-            self._updateScamper()
-
-    def channelDrained(self, end: object) -> None:
-        timer = self._stalled.pop(end, None)
-        if timer is None:
-            return
-        if timer.active():
-            timer.cancel()
-        if not self._stalled:
-            self._updateScamper()
-
-    def _stallExpired(self, end: object) -> None:
-        del self._stalled[end]
-        log.warn(
-            "{vp}: {client} read nothing for {limit:.0f} s; closing its channel",
-            vp=self._owner.name,
-            client=getattr(end, "client", "a client"),
-            limit=self._stallLimit,
-            sc_event="channel.stalled",
-        )
-        end.abort()  # type: ignore[attr-defined]
-        if not self._stalled:
-            self._updateScamper()
-
-    def connected(self) -> None:
-        """A (re)attached connection starts paused if a client is stalled."""
-        self._sendBlocked = False
-        self._updateScamper()
-        self._updateClients()
-
-    def _updateScamper(self) -> None:
-        self._owner.pauseScamper(bool(self._stalled))
-
-    def stop(self) -> None:
-        """The VP is gone: cancel the stall timers."""
-        for timer in self._stalled.values():
-            if timer.active():
-                timer.cancel()
-        self._stalled.clear()

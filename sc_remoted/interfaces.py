@@ -86,9 +86,6 @@ class IPausableEnd(IChannelEnd):
     def resumeReading():
         """Read from the client again."""
 
-    def abort():
-        """Disconnect the client at once: it stopped reading for good."""
-
 
 class IScamperLink(Interface):
     """A scamper connection, as the registry drives it."""
@@ -104,9 +101,6 @@ class IScamperLink(Interface):
 
     def writeSequence(parts):
         """Send a list of byte strings to scamper, in order, in one write."""
-
-    def setReadingPaused(paused):
-        """Stop (C{True}) or restart reading from scamper."""
 
     def abandon():
         """Stop serving and drop the connection now; its loss reports nothing."""
@@ -171,17 +165,12 @@ class IVantagePoint(Interface):
     def finish(channel):
         """The client of C{channel} will send nothing more (CHANNEL_FIN)."""
 
-    def congested(channel):
-        """The end of C{channel} cannot take more for now."""
-
-    def drained(channel):
-        """The end of C{channel} can take more again, or is gone."""
-
 
 class IVantagePointRegistry(Interface):
     """Every vantage point of the process: what the mux and status page query."""
 
     reactor = Attribute("Its IReactorTime: the clock of every vantage point's connectedAt.")
+    budgets = Attribute("Its sc_remoted.backlog.Budgets: what every slow reader's backlog draws on.")
 
     def vantagePoints():
         """Every IVantagePoint, connected or zombie, oldest first."""

@@ -6,6 +6,8 @@ that crossed it and is logged once with the limit's name.
 
 from dataclasses import dataclass
 
+MiB = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -17,9 +19,22 @@ class Limits:
     @ivar maxChannels: channels open at once on one vantage point.
     @ivar maxZombies: disconnected vantage points kept for a resume; past
         it the one that has waited longest is freed.
+    @ivar channelBudget: bytes queued in the daemon for one local client
+        that reads slower than its scamper sends (L{sc_remoted.backlog});
+        past it the client loses its channel.
+    @ivar vantagePointBudget: the same for all the local clients of one
+        vantage point together; past it the one furthest behind goes.
+    @ivar muxClientBudget: bytes queued for one mux connection, every
+        channel and announcement of it together.
+    @ivar processBudget: bytes queued for every slow reader of the
+        process together; past it the one furthest behind goes.
     """
 
     maxConnections: int = 20000
     maxPerAddress: int = 256
     maxChannels: int = 1024
     maxZombies: int = 20000
+    channelBudget: int = 8 * MiB
+    vantagePointBudget: int = 32 * MiB
+    muxClientBudget: int = 32 * MiB
+    processBudget: int = 256 * MiB

@@ -5,42 +5,26 @@ Each accepted connection is one channel to the remote scamper.  Bytes are
 relayed unchanged both ways.  Closing follows the C daemon's half-close
 rules (docs/protocol.rst 3.6): a client's EOF becomes CHANNEL_FIN to scamper
 while results keep flowing back; scamper's CHANNEL_FIN closes the client
-once everything queued for it is written.
+once everything queued for it is written.  What a client is too slow to
+take waits in its backlog (L{sc_remoted.backlog}); a client too far
+behind, or stalled, loses its channel, and no other client waits for it.
 """
 
 from typing import List, Optional
 
-from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .backlog import Backlog
 from .engine import Channel
 from .flow import TRANSPORT_BUFFER, enlargeSendBuffer
 from .interfaces import IPausableEnd, StreamTransport, connectedTransport
 from .vp import ChannelRefused, VantagePoint
 
-
-@implementer(IPushProducer)
-class _CongestionReporter:
-    """
-    Registered as the producer of what we write to a client: Twisted
-    pauses it when the client's socket buffer is full, which we pass on
-    to the vantage point's flow control.
-    """
-
-    def __init__(self, vp: VantagePoint, channel: Channel) -> None:
-        self._vp = vp
-        self._channel = channel
-
-    def pauseProducing(self) -> None:
-        self._vp.congested(self._channel)
-
-    def resumeProducing(self) -> None:
-        self._vp.drained(self._channel)
-
-    def stopProducing(self) -> None:
-        self._vp.drained(self._channel)
+log = Logger()
 
 
 @implementer(IHalfCloseableProtocol, IPausableEnd)
@@ -55,6 +39,7 @@ class LocalChannel(Protocol):
     _out: StreamTransport
     client = "local client"
     channel: Optional[Channel] = None
+    _backlog: Optional[Backlog] = None
 
     def __init__(self, vp: VantagePoint) -> None:
         self.vp = vp
@@ -76,7 +61,8 @@ class LocalChannel(Protocol):
             return
         self._out.bufferSize = TRANSPORT_BUFFER
         enlargeSendBuffer(self.transport)
-        self._out.registerProducer(_CongestionReporter(self.vp, self.channel), True)
+        self._backlog = self.vp.newBacklog(self, self._out.writeSequence)
+        self._out.registerProducer(self._backlog, True)
 
     def dataReceived(self, data: bytes) -> None:
         if self.channel is not None:
@@ -96,8 +82,9 @@ class LocalChannel(Protocol):
         finishes it, so that its late data is recognised and dropped.
         """
         self._clientGone = True
+        if self._backlog is not None:
+            self._backlog.drop()
         if self.channel is not None:
-            self.vp.drained(self.channel)
             self.vp.finish(self.channel)
 
     # IChannelEnd, called by the vantage point ---------------------------
@@ -105,10 +92,16 @@ class LocalChannel(Protocol):
     def deliver(self, payloads: List[bytes]) -> None:
         """Relay scamper's bytes, unless the client has gone."""
         if not self._clientGone:
-            self._out.writeSequence(payloads)
+            assert self._backlog is not None
+            self._backlog.write(payloads)
 
     def scamperFinished(self) -> None:
         """No more data will come: close the client once its data is out."""
+        if not self._clientGone:
+            assert self._backlog is not None
+            self._backlog.whenWritten(self._close)
+
+    def _close(self) -> None:
         if not self._clientGone:
             # A streaming producer still registered would be resumed
             # instead of the connection being closed once the buffer
@@ -124,9 +117,29 @@ class LocalChannel(Protocol):
         if not self._clientGone:
             self._out.resumeProducing()
 
-    def abort(self) -> None:
-        if not self._clientGone:
-            self._out.abortConnection()
+    # BacklogOwner ------------------------------------------------------
+
+    def backlogOverflowed(self, budget: str, limit: int, queued: int) -> None:
+        self._closeBehind(
+            "{vp}: {client} is {queued} bytes behind, over the {budget} budget of {limit}; closing its channel",
+            "channel.over_budget",
+            queued=queued,
+            budget=budget,
+            limit=limit,
+        )
+
+    def backlogStalled(self, limit: float, queued: int) -> None:
+        self._closeBehind(
+            "{vp}: {client} read nothing for {limit:.0f} s; closing its channel",
+            "channel.stalled",
+            queued=queued,
+            limit=limit,
+        )
+
+    def _closeBehind(self, format: str, event: str, **fields: object) -> None:
+        """A client too far behind: one log line, and it loses its channel."""
+        log.warn(format, vp=self.vp.name, client=self.client, channel=self.number, sc_event=event, **fields)
+        self._out.abortConnection()
 
 
 class LocalChannelFactory(Factory):

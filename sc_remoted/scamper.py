@@ -51,7 +51,6 @@ class ScamperProtocol(Protocol):
         self._timeouts = timeouts
         self._debug = sessions.debug
         self._timer: Optional[IDelayedCall] = None
-        self._readingPaused = False
         self._debugDecoder = FrameDecoder() if self._debug else None
         self.link = Link(clock.seconds(), timeouts)
 
@@ -166,20 +165,6 @@ class ScamperProtocol(Protocol):
         self.link.attach(vp.session)
         self._out.registerProducer(vp.flow, True)
         vp.flow.connected()
-
-    def setReadingPaused(self, paused: bool) -> None:
-        """
-        Stop or restart reading from scamper while a local client cannot
-        keep up.  Time spent paused does not count as scamper's silence.
-        """
-        if paused == self._readingPaused:
-            return
-        self._readingPaused = paused
-        self.link.readingPaused(paused, self._clock.seconds())
-        if paused:
-            self._out.pauseProducing()
-        else:
-            self._out.resumeProducing()
 
     def abandon(self) -> None:
         """

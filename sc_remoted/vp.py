@@ -4,10 +4,10 @@ from registration until freed, across its connections.
 
 It binds a sans-IO L{Session} (the protocol state) to what is outside
 the engine: the scamper connection serving it now, its socket file, its
-flow control, its zombie timer.  Channel ends (UNIX clients, mux
-channels) go through it: it enforces the max-channels limit, writes what
-the session makes for scamper, and logs each channel's events once, for
-every kind of end.
+flow control, its zombie timer, the budget its local clients' backlogs
+share.  Channel ends (UNIX clients, mux channels) go through it: it
+enforces the max-channels limit, writes what the session makes for
+scamper, and logs each channel's events once, for every kind of end.
 """
 
 from typing import Any, List, Optional, Tuple, Union
@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTi
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from .backlog import Backlog, BacklogOwner, Budgets
 from .engine import Channel, Parts, ReadResult, Session
 from .flow import FlowControl
 from .interfaces import IScamperLink, IVantagePoint
@@ -44,6 +45,8 @@ class VantagePoint:
     @ivar connection: the L{IScamperLink} serving it while connected.
     @ivar listener: the listening UNIX port for local clients, if any.
     @ivar zombieTimer: the pending expiry while a zombie.
+    @ivar budgets: the process's budgets.
+    @ivar queued: the budget its local clients' backlogs share.
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class VantagePoint:
         monitorname: Optional[str],
         clock: IReactorTime,
         maxChannels: int,
+        budgets: Budgets,
     ) -> None:
         self.identifier = identifier
         self.magic = magic
@@ -60,7 +64,9 @@ class VantagePoint:
         self.maxChannels = maxChannels
         self.connectedAt = clock.seconds()
         self.session = Session()
-        self.flow = FlowControl(self, clock)
+        self.flow = FlowControl(self)
+        self.budgets = budgets
+        self.queued = budgets.forVantagePoint()
         self.address: Optional[Union[IPv4Address, IPv6Address]] = None
         self.peer = ""
         self.name = ""
@@ -89,16 +95,17 @@ class VantagePoint:
         "connection",
         "listener",
         "zombieTimer",
+        "budgets",
+        "queued",
     )
 
     def channelEnds(self) -> list:
         """The ends of the open channels (for flow control)."""
         return [channel.end for channel in self.session.channels.values()]
 
-    def pauseScamper(self, paused: bool) -> None:
-        """Stop or restart reading from scamper, while connected (for flow control)."""
-        if self.connection is not None:
-            self.connection.setReadingPaused(paused)
+    def newBacklog(self, owner: BacklogOwner, writeSequence) -> Backlog:
+        """The backlog of a local client: its own budget and this VP's."""
+        return self.budgets.channelBacklog(owner, writeSequence, self.queued)
 
     def _toScamper(self, parts: Parts) -> None:
         if parts and self.connection is not None:
@@ -161,12 +168,6 @@ class VantagePoint:
             sc_event="channel.client_finished",
         )
 
-    def congested(self, channel: Channel) -> None:
-        self.flow.channelCongested(channel.end)
-
-    def drained(self, channel: Channel) -> None:
-        self.flow.channelDrained(channel.end)
-
     # Reads from scamper, for the connection -----------------------------
 
     def deliver(self, result: ReadResult) -> None:
@@ -175,7 +176,6 @@ class VantagePoint:
             channel.end.deliver(payloads)
         self.session.closeFinished(result)
         for channel in result.finished:
-            self.flow.channelDrained(channel.end)
             log.info(
                 "{vp}: scamper finished channel {channel}",
                 vp=self.name,
@@ -188,6 +188,5 @@ class VantagePoint:
     def closeChannels(self) -> None:
         """End every channel; their ends' EOF says the vantage point is gone."""
         channels = self.session.closeChannels()
-        self.flow.stop()
         for channel in channels:
             channel.end.scamperFinished()

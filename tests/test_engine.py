@@ -735,17 +735,6 @@ class TimerTests(SynchronousTestCase):
         self.assertEqual(link.timerDue(109.0), (None, b""))
         self.assertEqual(link.timerDue(110.0), ("silent", b""))
 
-    def test_pausedReadingIsNotSilence(self):
-        session, link = connect(now=0.0)
-        link.lastSent = 10000.0
-        link.readingPaused(True, 10.0)
-        self.assertEqual(link.timerDue(70.0), (None, b""))
-        self.assertEqual(link.timerDue(500.0), (None, b""))
-        link.readingPaused(False, 1000.0)
-        self.assertEqual(link.deadline(), 1060.0)
-        self.assertEqual(link.timerDue(1059.0), (None, b""))
-        self.assertEqual(link.timerDue(1060.0), ("silent", b""))
-
     def test_shortenedTimeouts(self):
         timeouts = Timeouts(registration=1.0, silence=4.0, keepalive=2.0)
         link = Link(0.0, timeouts)

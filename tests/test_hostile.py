@@ -9,7 +9,7 @@ ends within seconds: the daemon's timers are shortened by patching them.
 
   - a slowloris scamper: connects, dribbles bytes, never registers;
   - a flood of connections, from one address and from many;
-  - a local client that never reads;
+  - local and mux clients that never read (tests/test_slow_readers.py);
   - garbage from a registered scamper;
   - a storm of MASTER_RES with unknown or stolen magics.
 """
@@ -25,10 +25,8 @@ from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from sc_remoted import vp as vpModule
 from sc_remoted.controller import Controller
 from sc_remoted.engine import Timeouts
-from sc_remoted.flow import FlowControl
 from sc_remoted.limits import Limits
 from sc_remoted.service import makeRemotedService
 
@@ -114,9 +112,6 @@ class HostileTestCase(TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        self.patch(
-            vpModule, "FlowControl", lambda *args: FlowControl(*args, stallLimit=STALL_LIMIT)
-        )
         self.events: List[dict] = []
         globalLogPublisher.addObserver(self.events.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
@@ -128,6 +123,7 @@ class HostileTestCase(TestCase):
             limits=self.limits,
             timeouts=Timeouts(registration=self.registrationTimeout),
         )
+        self.controller.budgets.stallLimit = STALL_LIMIT
         # The backlog the daemon's own listeners use (sc_remoted.listen).
         endpoint = PortRecordingEndpoint(
             TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK, backlog=socket.SOMAXCONN)
@@ -165,8 +161,10 @@ class HostileTestCase(TestCase):
         return scamper
 
     @defer.inlineCallbacks
-    def client(self, name: str) -> defer.Deferred:
-        client = Client()
+    def client(self, name: str, client: Optional[Protocol] = None) -> defer.Deferred:
+        """Connect C{client} (a new L{Client} by default) to the socket C{name}."""
+        if client is None:
+            client = Client()
         self.connections.append(client)
         endpoint = UNIXClientEndpoint(reactor, os.path.join(self.directory, name), timeout=5)
         yield endpoint.connect(_Once(client))
@@ -298,88 +296,6 @@ class FloodTests(HostileTestCase):
         self.assertClean(other)
 
     test_connectionFlood.timeout = 30  # type: ignore[attr-defined]
-
-
-class NeverReadingClientTests(HostileTestCase):
-    @defer.inlineCallbacks
-    def test_clientNeverReads(self):
-        """
-        A client that never reads while scamper sends it megabytes stalls
-        its own vantage point for at most the stall limit, then loses its
-        channel (CHANNEL_FIN to scamper); the other client of that
-        vantage point then gets all of its data, in order, and a second
-        vantage point's client is never slowed down.
-        """
-        a = yield self.scamper(magic(1), echo=False)
-        b = yield self.scamper(magic(2))
-        sink = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.addCleanup(sink.close)
-        sink.setblocking(False)
-        try:
-            sink.connect(os.path.join(self.directory, a.identity))
-        except BlockingIOError:
-            pass
-        yield waitFor(reactor, lambda: len(a.channels) == 1, 5, "the sink's channel")
-        [sinkChannel] = a.channels
-        patient = yield self.client(a.identity)
-        yield waitFor(reactor, lambda: len(a.channels) == 2, 5, "the patient client's channel")
-        patientChannel = a.channels[1]
-        other = yield self.client(b.identity)
-
-        chunk = b"x" * 60000
-        for _ in range(70):  # 4.2 MB, far more than the socket buffers hold
-            a.sendData(sinkChannel, chunk)
-        expected = b"".join(b"line %d\n" % (n,) for n in range(2000))
-        for start in range(0, len(expected), 1000):
-            a.sendData(patientChannel, expected[start : start + 1000])
-        stalledAt = reactor.seconds()
-
-        # The sink stalls vantage point A; B is unaffected.
-        yield waitFor(reactor, lambda: self.eventsNamed("channel.stalled") or None, STALL_LIMIT + 3, "the stall")
-        stalledFor = reactor.seconds() - stalledAt
-        self.assertGreaterEqual(stalledFor, STALL_LIMIT - 0.5)
-        yield waitFor(reactor, lambda: a.peer.channels[sinkChannel].daemonFinished, 3, "CHANNEL_FIN for the sink")
-        yield waitFor(
-            reactor, lambda: bytes(patient.data) == expected, 10, "the patient client's data", interval=0.05
-        )
-        self.assertEqual(bytes(patient.data), expected)
-
-        # Meanwhile (and after) B answered at once.
-        self.assertFalse(b.lost.called)
-        took = yield self.roundTrip(b, other, b"b is fine\n")
-        self.assertLess(took, 1.0)
-        self.assertEqual(len(self.eventsNamed("channel.stalled")), 1)
-        # Nothing else lost its session.
-        self.assertEqual(len(self.controller.vantagePoints()), 2)
-        self.assertClean(a)
-        self.assertClean(b)
-
-    test_clientNeverReads.timeout = 40  # type: ignore[attr-defined]
-
-    @defer.inlineCallbacks
-    def test_otherVantagePointDuringStall(self):
-        """While A is stalled by its sink, B's client round-trips promptly."""
-        a = yield self.scamper(magic(1), echo=False)
-        b = yield self.scamper(magic(2))
-        sink = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.addCleanup(sink.close)
-        sink.connect(os.path.join(self.directory, a.identity))
-        sink.setblocking(False)
-        yield waitFor(reactor, lambda: len(a.channels) == 1, 5, "the sink's channel")
-        other = yield self.client(b.identity)
-        for _ in range(70):
-            a.sendData(a.channels[0], b"y" * 60000)
-        yield sleep(reactor, 0.5)
-        vpA = [vp for vp in self.controller.vantagePoints() if vp.magic == magic(1)][0]
-        self.assertTrue(vpA.connection._readingPaused)
-        for n in range(10):
-            took = yield self.roundTrip(b, other, b"during %d\n" % (n,))
-            self.assertLess(took, 0.5)
-        self.assertClean(b)
-
-    test_otherVantagePointDuringStall.timeout = 30  # type: ignore[attr-defined]
 
 
 class BadPeerTests(HostileTestCase):

@@ -18,6 +18,7 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from sc_remoted import wire
+from sc_remoted.backlog import STALL_LIMIT
 from sc_remoted.controller import Controller
 from sc_remoted.mux import codec
 from sc_remoted.mux.client import MuxClientProtocol, VantagePointInfo
@@ -42,6 +43,7 @@ from sc_remoted.mux.codec import (
     parseControl,
 )
 from sc_remoted.endpoints import parseAddress
+from sc_remoted.limits import Limits
 from sc_remoted.mux.listen import (
     MuxPortError,
     MuxSocketService,
@@ -479,14 +481,100 @@ class ChannelTests(MuxSessionTestCase):
         self.client.open(1, 6)
         self.assertEqual(self.client.received(), [ChannelClose(6)])
 
-    def test_congestionPausesScamper(self):
-        """While the mux transport is full, scamper is not read."""
-        self.openChannel(5)
-        producer = self.client.transport.producer
-        producer.pauseProducing()
-        self.assertEqual(self.scamper.transport.producerState, "paused")
-        producer.resumeProducing()
+
+
+class BacklogTests(MuxSessionTestCase):
+    """
+    A mux client that falls behind costs only itself: no vantage point
+    stops reading from scamper for it, and what it has not taken is
+    bounded by its budget and the stall limit (sc_remoted.backlog).
+    """
+
+    limits = Limits(muxClientBudget=3000)
+
+    def setUp(self):
+        super().setUp()
+        self.controller = Controller(self.reactor, None, limits=self.limits)
+        self.factory = MuxFactory(self.controller, self.metadata)
+        self.scamper = self.register()
+        self.slow = FakeMuxClient(self.factory)
+        self.slow.received()
+
+    def openChannel(self, client, channel):
+        client.open(self.vp(self.scamper).identifier, channel)
+        [number], others = self.channelNews(self.scamper)
+        return number
+
+    def test_congestedDoesNotPauseScamper(self):
+        """
+        While the client's transport is full scamper is still read, the
+        other mux client of the VP gets its data at once, and the slow
+        one gets its own, in order, once it drains.
+        """
+        slowChannel = self.openChannel(self.slow, 5)
+        other = FakeMuxClient(self.factory)
+        other.received()
+        otherChannel = self.openChannel(other, 6)
+        self.slow.transport.producer.pauseProducing()
         self.assertEqual(self.scamper.transport.producerState, "producing")
+        self.sendData(self.scamper, slowChannel, b"one ")
+        self.sendData(self.scamper, otherChannel, b"for the other")
+        self.sendFin(self.scamper, slowChannel)
+        self.assertEqual(other.received(), [(6, b"for the other")])
+        self.assertEqual(self.slow.received(), [])
+        self.assertEqual(self.controller.budgets.process.used, codec.HEADER.size + 4 + len(codec.encodeChannelClose(5)))
+        self.slow.transport.producer.resumeProducing()
+        self.assertEqual(self.slow.received(), [(5, b"one "), ChannelClose(5)])
+        self.assertEqual(self.controller.budgets.process.used, 0)
+
+    def test_overBudget(self):
+        """
+        Past its budget the client loses its connection, with one log
+        line; its channels get CHANNEL_FIN; the other client carries on.
+        """
+        slowChannel = self.openChannel(self.slow, 5)
+        other = FakeMuxClient(self.factory)
+        other.received()
+        otherChannel = self.openChannel(other, 6)
+        self.slow.transport.producer.pauseProducing()
+        with capturedLogs() as events:
+            self.sendData(self.scamper, slowChannel, b"x" * 2000)
+            self.assertFalse(self.slow.transport.disconnected)
+            self.sendData(self.scamper, slowChannel, b"x" * 1000)
+        self.assertTrue(self.slow.transport.disconnected)
+        [event] = [e for e in events if e.get("sc_event") == "mux.over_budget"]
+        self.assertEqual((event["budget"], event["limit"], event["queued"]), ("mux client", 3000, 3000 + 2 * codec.HEADER.size))
+        self.assertEqual(self.controller.budgets.process.used, 0)
+        self.slow.close()
+        news, others = self.channelNews(self.scamper)
+        self.assertEqual(others, [wire.ChannelFin(slowChannel)])
+        self.sendData(self.scamper, otherChannel, b"still here")
+        self.assertEqual(other.received(), [(6, b"still here")])
+
+    def test_announcementsBounded(self):
+        """
+        A client that never reads and has no channel is told of vantage
+        points only up to its budget: then it goes.
+        """
+        self.slow.transport.producer.pauseProducing()
+        for n in range(200):
+            if self.slow.transport.disconnected:
+                break
+            self.register((1000 + n).to_bytes(8, "big"), port=40000 + n, monitorname="vp%d" % (n,))
+        self.assertTrue(self.slow.transport.disconnected)
+        self.assertGreater(n, 10)
+        self.assertEqual(self.controller.budgets.process.used, 0)
+
+    def test_stalled(self):
+        """A client that takes nothing for the stall limit goes."""
+        self.openChannel(self.slow, 5)
+        self.slow.transport.producer.pauseProducing()
+        with capturedLogs() as events:
+            self.reactor.advance(STALL_LIMIT - 1)
+            self.assertFalse(self.slow.transport.disconnected)
+            self.reactor.advance(1)
+        self.assertTrue(self.slow.transport.disconnected)
+        self.assertEqual([e["limit"] for e in events if e.get("sc_event") == "mux.stalled"], [STALL_LIMIT])
 
 
 class BetterThanUpstreamTests(MuxSessionTestCase):

@@ -25,23 +25,26 @@ Where upstream falls short, this side does better:
     CHANNEL_CLOSE (before VP_DEPART);
   - the protocol also runs over TCP, with TLS and client certificates.
 
-Flow: a mux connection carries channels to many vantage points.  While
-its transport cannot take more, every vantage point with a channel on it
-stops reading from scamper (as for a local client); while any of those
-vantage points cannot take more from clients, reading from the mux
-connection stops.
+Flow: a mux connection carries channels to many vantage points.  What
+it is too slow to take (data, CHANNEL_CLOSE, announcements, in order)
+waits in its backlog (L{sc_remoted.backlog}), within the mux-client
+budget; a client past it, or stalled, loses its connection, and no
+vantage point stops reading from scamper for it.  While any vantage
+point with a channel on it cannot take more from clients, reading from
+the mux connection stops.
 """
 
 import os
 from typing import Dict, List, Optional, Set, Tuple, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.interfaces import IPushProducer, ITransport
+from twisted.internet.interfaces import ITransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..backlog import Backlog
 from ..engine import Channel, ChannelState
 from ..flow import enlargeSendBuffer
 from ..interfaces import (
@@ -142,7 +145,6 @@ class MuxChannel:
         """The client will send nothing more: tell scamper, keep nothing."""
         self.mux.forget(self)
         if self.channel is not None:
-            self.vp.drained(self.channel)
             self.vp.finish(self.channel)
 
     # IChannelEnd -------------------------------------------------------
@@ -162,30 +164,6 @@ class MuxChannel:
     def resumeReading(self) -> None:
         self.mux.resumeFor(self)
 
-    def abort(self) -> None:
-        """The client stopped reading for good: it loses its connection."""
-        self.mux.abort()
-
-
-@implementer(IPushProducer)
-class _MuxCongestion:
-    """
-    The producer registered with a mux client's transport: while it is
-    full, the vantage points of its channels stop reading from scamper.
-    """
-
-    def __init__(self, mux: "MuxProtocol") -> None:
-        self._mux = mux
-
-    def pauseProducing(self) -> None:
-        self._mux.setCongested(True)
-
-    def resumeProducing(self) -> None:
-        self._mux.setCongested(False)
-
-    def stopProducing(self) -> None:
-        self._mux.setCongested(False)
-
 
 # The protocol -----------------------------------------------------------
 
@@ -203,6 +181,7 @@ class MuxProtocol(Protocol):
 
     factory: "MuxFactory"
     _out: StreamTransport
+    _backlog: Backlog
     number = 0
 
     def __init__(self) -> None:
@@ -211,7 +190,6 @@ class MuxProtocol(Protocol):
         self.peer = ""
         self._decoder = MuxDecoder(MAX_CLIENT_MESSAGE)
         self._gone = False
-        self._congested = False
         self._pausedBy: Set[MuxChannel] = set()
 
     def connectionMade(self) -> None:
@@ -219,7 +197,8 @@ class MuxProtocol(Protocol):
         self._out = connectedTransport(self)
         self.peer = describePeer(cast(ITransport, self.transport), self.number)
         enlargeSendBuffer(self.transport)
-        self._out.registerProducer(_MuxCongestion(self), True)
+        self._backlog = self.factory.budgets.muxClientBacklog(self, self._out.writeSequence)
+        self._out.registerProducer(self._backlog, True)
         self.factory.clients.add(self)
         messages = []
         for vp in self.factory.connectedVantagePoints():
@@ -227,7 +206,7 @@ class MuxProtocol(Protocol):
             self.known[vp.identifier] = attributes
             messages.append(encodeVpUpdate(vp.identifier, attributes))
         messages.append(encodeGo())
-        self._out.writeSequence(messages)
+        self._backlog.write(messages)
         log.info(
             "mux client {peer} connected; told of {count} vantage points",
             peer=self.peer,
@@ -330,7 +309,7 @@ class MuxProtocol(Protocol):
         existing = self.channels.get(channel)
         if existing is not None:
             existing.finishFromClient()
-        self._out.write(encodeChannelClose(channel))
+        self._backlog.write([encodeChannelClose(channel)])
 
     def _open(self, message: ChannelOpen) -> None:
         if message.channel_id == CONTROL_CHANNEL:
@@ -351,8 +330,6 @@ class MuxProtocol(Protocol):
             return
         assert end.channel is not None
         self.channels[message.channel_id] = end
-        if self._congested:
-            vp.congested(end.channel)
         log.info(
             "mux client {peer} opened channel {clientChannel} to {vp} (scamper channel {channel})",
             peer=self.peer,
@@ -373,14 +350,14 @@ class MuxProtocol(Protocol):
             for payload in payloads:
                 parts.append(pack(channel, len(payload)))
                 parts.append(payload)
-            self._out.writeSequence(parts)
+            self._backlog.write(parts)
 
     def channelClosed(self, end: MuxChannel) -> None:
         """scamper finished C{end}, or its vantage point departed."""
         if self.channels.get(end.clientChannel) is end:
             self.forget(end)
             if not self._gone:
-                self._out.write(encodeChannelClose(end.clientChannel))
+                self._backlog.write([encodeChannelClose(end.clientChannel)])
 
     def forget(self, end: MuxChannel) -> None:
         if self.channels.get(end.clientChannel) is end:
@@ -403,24 +380,13 @@ class MuxProtocol(Protocol):
             messages.append(encodeVpDepart(vp.identifier))
         messages.append(encodeVpUpdate(vp.identifier, attributes))
         self.known[vp.identifier] = attributes
-        self._out.writeSequence(messages)
+        self._backlog.write(messages)
 
     def departed(self, vp) -> None:
         if self.known.pop(vp.identifier, None) is not None and not self._gone:
-            self._out.write(encodeVpDepart(vp.identifier))
+            self._backlog.write([encodeVpDepart(vp.identifier)])
 
     # Flow --------------------------------------------------------------
-
-    def setCongested(self, congested: bool) -> None:
-        if congested == self._congested:
-            return
-        self._congested = congested
-        for end in list(self.channels.values()):
-            assert end.channel is not None
-            if congested:
-                end.vp.congested(end.channel)
-            else:
-                end.vp.drained(end.channel)
 
     def pauseFor(self, end: MuxChannel) -> None:
         if end not in self._pausedBy:
@@ -438,6 +404,30 @@ class MuxProtocol(Protocol):
         if not self._gone:
             self._out.abortConnection()
 
+    # BacklogOwner ------------------------------------------------------
+
+    def backlogOverflowed(self, budget: str, limit: int, queued: int) -> None:
+        self._closeBehind(
+            "mux client {peer} is {queued} bytes behind, over the {budget} budget of {limit}; closing its connection",
+            "mux.over_budget",
+            queued=queued,
+            budget=budget,
+            limit=limit,
+        )
+
+    def backlogStalled(self, limit: float, queued: int) -> None:
+        self._closeBehind(
+            "mux client {peer} read nothing for {limit:.0f} s; closing its connection",
+            "mux.stalled",
+            queued=queued,
+            limit=limit,
+        )
+
+    def _closeBehind(self, format: str, event: str, **fields: object) -> None:
+        """A client too far behind: one log line, and it loses its connection."""
+        log.warn(format, peer=self.peer, sc_event=event, **fields)
+        self.abort()
+
     # Departure ---------------------------------------------------------
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -446,6 +436,7 @@ class MuxProtocol(Protocol):
         that scamper ends it; what scamper still sends is dropped.
         """
         self._gone = True
+        self._backlog.drop()
         self.factory.clients.discard(self)
         channels = list(self.channels.values())
         for end in channels:
@@ -500,6 +491,7 @@ class MuxFactory(Factory):
 
     def __init__(self, controller: IVantagePointRegistry, metadata: Optional[Metadata] = None) -> None:
         self.controller = controller
+        self.budgets = controller.budgets
         self.metadata = metadata
         self.clients: Set[MuxProtocol] = set()
         self.accepted = 0
