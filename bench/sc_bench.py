@@ -1148,6 +1148,90 @@ def scenarioChurn(loop, daemon, cycles, concurrency=32, warmup=None):
     }
 
 
+def scenarioSlowClient(loop, daemon, seconds, rate, msgsize=8000, tick=0.02):
+    """
+    One VP, two local clients: scamper sends C{rate} bytes/s to each for
+    C{seconds}; one client reads (and checks every byte), the other never
+    reads.  Measures what the reader gets (rate, longest gap between two
+    reads), what the daemon holds meanwhile (peak RSS growth), and what
+    becomes of the client that never reads (its channel closed, and when).
+    """
+
+    class Reader(SinkClient):
+        lastAt = None
+        gap = 0.0
+
+        def dataReceived(self, data):
+            now = time.monotonic()
+            if self.lastAt is not None:
+                self.gap = max(self.gap, now - self.lastAt)
+            self.lastAt = now
+            SinkClient.dataReceived(self, data)
+
+    class App(ScamperApp):
+        finishedAt = None
+
+        def channelFin(self, sc, channel):
+            if channel == stuckChannel[0] and self.finishedAt is None:
+                self.finishedAt = time.monotonic()
+            sc.sendFin(channel)
+
+    app = App()
+    stuckChannel = [None]
+    (sc,) = connectScampers(loop, daemon, 1, app)
+    path = waitSocket(loop, daemon, sc.socketName)
+    # The client that never reads: a socket with a small receive buffer,
+    # outside the loop, so nothing ever reads it.
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(path)
+    loop.runUntil(lambda: len(sc.channels) == 1, 10, "the stuck client's CHANNEL_NEW")
+    stuckChannel[0] = next(iter(sc.channels))
+    reader = Reader(loop, path)
+    loop.runUntil(lambda: len(sc.channels) == 2, 10, "the reader's CHANNEL_NEW")
+    (readerChannel,) = sc.channels - {stuckChannel[0]}
+    state = {"sent": 0, "offset": 0, "peak": 0, "due": 0.0}
+    filler = b"s" * msgsize
+    rss0 = daemon.rss()
+    t0 = time.monotonic()
+
+    def pace():
+        # Send what is due by now to both channels, in msgsize frames.
+        now = time.monotonic()
+        if now - t0 >= seconds:
+            return
+        due = rate * (now - t0)
+        while state["sent"] + msgsize <= due:
+            if stuckChannel[0] in sc.channels:
+                sc.sendData(stuckChannel[0], filler)
+            sc.sendData(readerChannel, patternSlice(state["offset"], msgsize))
+            state["offset"] += msgsize
+            state["sent"] += msgsize
+        state["peak"] = max(state["peak"], daemon.rss())
+
+    loop.every(tick, pace)
+    try:
+        loop.runUntil(lambda: time.monotonic() - t0 >= seconds, seconds + 30, "the slow-client run")
+        sent = state["offset"]
+        loop.runUntil(lambda: reader.received >= sent, 30, "the reader's %d bytes" % sent)
+        t1 = time.monotonic()
+    finally:
+        loop.timers = [t for t in loop.timers if t[2] is not pace]
+        stuck.close()
+    rssPeak = max(state["peak"], daemon.rss())
+    result = loop.result
+    result.update({
+        "reader MB/s": reader.received / (t1 - t0) / 1e6,
+        "reader max gap ms": reader.gap * 1e3,
+        "RSS growth MB": (rssPeak - rss0) / 1e6,
+        "stuck closed after s": (app.finishedAt - t0) if app.finishedAt is not None else None,
+        "sent to each MB": sent / 1e6,
+    })
+    result["ok"] = reader.received == sent and reader.bad == 0 and not loop.errors
+    sc.close()
+    return result
+
+
 # Orchestration -------------------------------------------------------------
 
 
@@ -1241,16 +1325,21 @@ KEY_METRICS = {
     "latency-quickack": ["p50 us", "p99 us", "round trips/s"],
     "scale": ["all sockets s", "RSS per VP KB", "idle CPU %", "round trips s"],
     "churn": ["cycles/s", "fd growth", "socket files left", "RSS growth KB"],
+    "slow-client": ["reader MB/s", "reader max gap ms", "RSS growth MB", "stuck closed after s"],
 }
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--daemons", default="ours,c", help="comma-separated: ours, c (default both)")
-    p.add_argument("--scenarios", default="down,up,latency,latency-quickack,scale,churn",
+    p.add_argument("--scenarios", default="down,up,latency,latency-quickack,scale,churn,slow-client",
                    help="comma-separated (default all); latency-quickack is latency with TCP_QUICKACK "
                         "forced on the fake scamper, which real scamper does not do")
     p.add_argument("--reps", type=int, default=3, help="repetitions of every measurement (default 3)")
+    p.add_argument("--slow-seconds", type=float, default=20,
+                   help="seconds of the slow-client scenario (default 20)")
+    p.add_argument("--slow-rate", type=float, default=8,
+                   help="MB/s scamper sends to each of its two clients in the slow-client scenario (default 8)")
     p.add_argument("--mb", type=float, default=200, help="MB streamed in the down/up scenarios (default 200)")
     p.add_argument("--msg-size", type=int, default=8000, help="message size in bytes (default 8000)")
     p.add_argument("--sizes", default="1000,4000,16000,65535",
@@ -1330,6 +1419,10 @@ def main(argv=None):
                 cases.append((sc, name, scenarioScale, (n, opts.idle), 900, n))
         elif sc == "churn":
             cases.append((sc, "%d cycles" % opts.churn, scenarioChurn, (opts.churn,), 0, opts.churn))
+        elif sc == "slow-client":
+            rate = opts.slow_rate * 1e6
+            cases.append((sc, "%g MB/s each" % opts.slow_rate, scenarioSlowClient, (opts.slow_seconds, rate),
+                          0, opts.slow_rate))
         else:
             p.error("unknown scenario %r" % (sc,))
 

@@ -38,3 +38,11 @@ class Limits:
     vantagePointBudget: int = 32 * MiB
     muxClientBudget: int = 32 * MiB
     processBudget: int = 256 * MiB
+
+
+def formatSize(size: int) -> str:
+    """C{8M} for 8 MiB: how the usage texts and the log show a budget."""
+    for unit, factor in (("G", 1024 * MiB), ("M", MiB), ("K", 1024)):
+        if size % factor == 0:
+            return "%d%s" % (size // factor, unit)
+    return str(size)

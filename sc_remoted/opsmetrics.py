@@ -38,6 +38,10 @@ class LimitsCollector:
             ("sc_remoted_max_per_address", self.limits.maxPerAddress, "--max-per-address: connections from one address."),
             ("sc_remoted_max_channels", self.limits.maxChannels, "--max-channels: channels open on one vantage point."),
             ("sc_remoted_max_zombies", self.limits.maxZombies, "--max-zombies: disconnected vantage points kept."),
+            ("sc_remoted_channel_budget_bytes", self.limits.channelBudget, "--channel-budget: queued for one local client."),
+            ("sc_remoted_vp_budget_bytes", self.limits.vantagePointBudget, "--vp-budget: queued for one VP's local clients."),
+            ("sc_remoted_mux_client_budget_bytes", self.limits.muxClientBudget, "--mux-client-budget: queued for one mux client."),
+            ("sc_remoted_queue_budget_bytes", self.limits.processBudget, "--queue-budget: queued for all slow clients."),
         ]:
             gauge = GaugeMetricFamily(name, text)
             gauge.add_metric([], value)

@@ -28,7 +28,7 @@ from twisted.python import usage
 
 from .controller import DEFAULT_ZOMBIE_TIME, MAX_ZOMBIE_TIME
 from .endpoints import LOOPBACK, AddressError, ListenAddress, parseAddress
-from .limits import Limits
+from .limits import Limits, formatSize
 from .mux.listen import MuxPortError, checkMuxPortAddress
 from .sockets import SocketFileError, checkPathLength
 from .status import StatusEndpointError, checkStatusAddress
@@ -99,6 +99,14 @@ OPTIONS = (
     Option("max-channels", "Channels open at once on one scamper; default %d." % (Limits.maxChannels,), "N"),
     Option("max-zombies", "Disconnected scampers kept; past it the oldest is freed; default %d."
            % (Limits.maxZombies,), "N"),
+    Option("channel-budget", "Bytes queued for one local client that reads slower than its scamper sends; "
+           "past it the client loses its channel; default %s." % (formatSize(Limits.channelBudget),), "SIZE"),
+    Option("vp-budget", "The same for all the local clients of one scamper; past it the one furthest behind "
+           "goes; default %s." % (formatSize(Limits.vantagePointBudget),), "SIZE"),
+    Option("mux-client-budget", "Bytes queued for one mux connection; past it the connection is closed; "
+           "default %s." % (formatSize(Limits.muxClientBudget),), "SIZE"),
+    Option("queue-budget", "Bytes queued for every slow client together; past it the one furthest behind "
+           "goes; default %s." % (formatSize(Limits.processBudget),), "SIZE"),
     Option("tls-cert", "PEM certificate chain, server certificate first; with --tls-key, every scamper "
            "connection is TLS.", "FILE", "-c"),
     Option("tls-key", "PEM private key of --tls-cert; if encrypted, its passphrase is asked for on the "
@@ -224,6 +232,10 @@ def configure(values: Mapping[str, object], chroot: Optional[str] = None) -> Con
         maxPerAddress=_limit(values, "max-per-address", Limits.maxPerAddress),
         maxChannels=_limit(values, "max-channels", Limits.maxChannels),
         maxZombies=_limit(values, "max-zombies", Limits.maxZombies),
+        channelBudget=_size(values, "channel-budget", Limits.channelBudget),
+        vantagePointBudget=_size(values, "vp-budget", Limits.vantagePointBudget),
+        muxClientBudget=_size(values, "mux-client-budget", Limits.muxClientBudget),
+        processBudget=_size(values, "queue-budget", Limits.processBudget),
     )
     ipv4, ipv6 = not flag("ipv6-only"), not flag("ipv4-only")
     port = _scamperAddress(portText, ipv4, ipv6)
@@ -302,6 +314,25 @@ def _limit(values: Mapping[str, object], name: str, default: int) -> int:
     if value < 1:
         raise usage.UsageError("--%s must be at least 1" % (name,))
     return value
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024 * 1024, "G": 1024 * 1024 * 1024}
+
+
+def _size(values: Mapping[str, object], name: str, default: int) -> int:
+    """A byte count: a whole number, with an optional K, M or G (powers of 1024)."""
+    value = values.get(name)
+    if value is None:
+        return default
+    text = str(value).strip().upper()
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    digits = text[: len(text) - len(unit)]
+    if not digits.isdigit():
+        raise usage.UsageError("--%s: %r is not a size (bytes, or a number with K, M or G)" % (name, value))
+    size = int(digits) * _SIZE_UNITS[unit]
+    if size < 1:
+        raise usage.UsageError("--%s must be at least 1 byte" % (name,))
+    return size
 
 
 def _address(name: str, text: str, barePortHost: Optional[str] = None) -> ListenAddress:

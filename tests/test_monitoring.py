@@ -113,14 +113,17 @@ class OpsMetricsTests(SynchronousTestCase):
     """The limits and the log event counts in /metrics."""
 
     def test_limits(self):
-        limits = Limits(maxConnections=11, maxPerAddress=12, maxChannels=13, maxZombies=14)
+        limits = Limits(maxConnections=11, maxPerAddress=12, maxChannels=13, maxZombies=14, channelBudget=15,
+                        vantagePointBudget=16, muxClientBudget=17, processBudget=18)
         controller = makeController(limits=limits)
         body, _ = render(statusResource(Status(controller)), "metrics")
         values = metrics(body.decode("utf-8"))
         self.assertEqual(
             [values[(name,)] for name in ("sc_remoted_max_connections", "sc_remoted_max_per_address",
-                                          "sc_remoted_max_channels", "sc_remoted_max_zombies")],
-            [11, 12, 13, 14],
+                                          "sc_remoted_max_channels", "sc_remoted_max_zombies",
+                                          "sc_remoted_channel_budget_bytes", "sc_remoted_vp_budget_bytes",
+                                          "sc_remoted_mux_client_budget_bytes", "sc_remoted_queue_budget_bytes")],
+            [11, 12, 13, 14, 15, 16, 17, 18],
         )
         self.assertEqual(list(LimitsCollector(Limits()).collect())[2].samples[0].value, Limits.maxChannels)
 

@@ -159,6 +159,18 @@ class ConfigureTests(SynchronousTestCase):
         self.assertTrue(config.debug)
         self.assertEqual((config.limits.maxChannels, config.limits.maxZombies), (7, 8))
 
+    def test_budgets(self):
+        """Budgets in bytes, or with K, M or G (powers of 1024)."""
+        config = parse("--port", "1", "--sockets", self.directory, "--channel-budget", "1000", "--vp-budget",
+                       "64k", "--mux-client-budget", "3M", "--queue-budget", "1G")
+        limits = config.limits
+        self.assertEqual(
+            (limits.channelBudget, limits.vantagePointBudget, limits.muxClientBudget, limits.processBudget),
+            (1000, 64 * 1024, 3 * 1024 * 1024, 1024 * 1024 * 1024),
+        )
+        defaults = parse("--port", "1", "--sockets", self.directory).limits
+        self.assertEqual((defaults.channelBudget, defaults.processBudget), (8 * 1024 * 1024, 256 * 1024 * 1024))
+
     def test_usageErrors(self):
         """A bad command line: exit status 2, with the usage."""
         for argv, message in [
@@ -168,6 +180,9 @@ class ConfigureTests(SynchronousTestCase):
             (["--port", "1", "--sockets", self.directory, "-Z", "10801"], "0 to 10800"),
             (["--port", "1", "--sockets", self.directory, "-Z", "abc"], "--zombie-time: 'abc' is not a whole number"),
             (["--port", "1", "--sockets", self.directory, "--max-channels", "0"], "--max-channels must be at least 1"),
+            (["--port", "1", "--sockets", self.directory, "--channel-budget", "8MB"], "--channel-budget: '8MB' is not"),
+            (["--port", "1", "--sockets", self.directory, "--vp-budget", "M"], "--vp-budget: 'M' is not a size"),
+            (["--port", "1", "--sockets", self.directory, "--queue-budget", "0K"], "at least 1 byte"),
             (["--port", "1", "-4", "-6", "--sockets", self.directory], "exclude each other"),
             (["--port", "127.0.0.1:1", "-6", "--sockets", self.directory], "IPv4 address, but --ipv6-only"),
             (["--port", "[::1]:1", "-4", "--sockets", self.directory], "IPv6 address, but --ipv4-only"),
