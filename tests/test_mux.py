@@ -50,7 +50,7 @@ from sc_remoted.mux.listen import (
     checkMuxPortAddress,
 )
 from sc_remoted.mux.metadata import Metadata, MetadataError, parseMetadata
-from sc_remoted.mux.server import MuxFactory, formatArrival, vantagePointAttributes
+from sc_remoted.mux.server import MAX_MALFORMED, MuxFactory, formatArrival, vantagePointAttributes
 from sc_remoted.service import ControllerService, SighupService, StartupError
 from sc_remoted.tap import Options, makeService
 from sc_remoted.wire import encodeFrame
@@ -627,6 +627,31 @@ class BetterThanUpstreamTests(MuxSessionTestCase):
         self.assertEqual(self.channelNews(scamper), ([], []))
         self.sendData(scamper, number, b"still here\n")
         self.assertEqual(client.received(), [(5, b"still here\n")])
+
+    def test_malformedThreshold(self):
+        """
+        Past MAX_MALFORMED malformed messages the client is closed, once,
+        with one log line; its channels get CHANNEL_FIN.  Opens that can
+        come from a race (no such vantage point) do not count.
+        """
+        scamper = self.register()
+        client = FakeMuxClient(self.factory)
+        client.received()
+        client.open(1, 5)
+        [number], _ = self.channelNews(scamper)
+        garbage = [encodeMessage(0, b"\x63xyz"), encodeMessage(0, b"\0\x03\0\0"), encodeGo(), encodeChannelOpen(1, 0)]
+        for n in range(MAX_MALFORMED):
+            client.send(garbage[n % len(garbage)])
+        for n in range(20):
+            client.open(99, 100 + n)
+        self.assertEqual(client.protocol.malformed, MAX_MALFORMED)
+        self.assertFalse(client.transport.disconnected)
+        with capturedLogs() as events:
+            client.send(garbage[0] * 3 + encodeData(5, b"never sent"))
+        self.assertTrue(client.transport.disconnected)
+        self.assertEqual(len([e for e in events if e.get("sc_event") == "mux.too_many_malformed"]), 1)
+        client.close()
+        self.assertEqual(self.channelNews(scamper), ([], [wire.ChannelFin(number)]))
 
     def test_duplicateOpenCostsOnlyThatChannel(self):
         """

@@ -20,7 +20,9 @@ Where upstream falls short, this side does better:
     metadata reload) is announced again: VP_DEPART then VP_UPDATE, since
     libscamperctrl adds a second entry for an id it already holds;
   - a malformed or duplicate CHANNEL_OPEN costs only that channel
-    (CHANNEL_CLOSE), not the client's connection;
+    (CHANNEL_CLOSE), not the client's connection; but a client past
+    L{MAX_MALFORMED} malformed messages is closed, so that one that sends
+    nothing else cannot keep a connection and fill the log;
   - when a vantage point departs, each open channel to it gets
     CHANNEL_CLOSE (before VP_DEPART);
   - the protocol also runs over TCP, with TLS and client certificates.
@@ -78,6 +80,15 @@ from .codec import (
 from .metadata import Metadata
 
 log = Logger()
+
+# Malformed messages (a control message that does not parse, of an
+# unknown type, not for the daemon, or a CHANNEL_OPEN on channel 0 or on
+# an open channel) a mux client may send before it is closed.  Each is
+# logged; a correct client sends none, and one that has a bug in a rare
+# path still has room for it.  Messages that can come from a race with
+# the daemon (data for a channel just closed, a CHANNEL_OPEN for a
+# vantage point just gone) are not counted.
+MAX_MALFORMED = 100
 
 AttributeList = Tuple[Tuple[int, str], ...]
 
@@ -190,6 +201,7 @@ class MuxProtocol(Protocol):
         self.peer = ""
         self._decoder = MuxDecoder(MAX_CLIENT_MESSAGE)
         self._gone = False
+        self.malformed = 0
         self._pausedBy: Set[MuxChannel] = set()
 
     def connectionMade(self) -> None:
@@ -269,6 +281,7 @@ class MuxProtocol(Protocol):
         except MuxError as e:
             channel = optionalChannel(e)
             self._refuseOpen(channel, str(e))
+            self._countMalformed()
             return
         if isinstance(message, ChannelOpen):
             self._open(message)
@@ -283,6 +296,7 @@ class MuxProtocol(Protocol):
                 type=message.type,
                 sc_event="mux.unknown_control",
             )
+            self._countMalformed()
         else:
             log.info(
                 "mux client {peer}: {message!r} is not for the daemon; ignored",
@@ -290,7 +304,21 @@ class MuxProtocol(Protocol):
                 message=message,
                 sc_event="mux.unexpected_control",
             )
+            self._countMalformed()
 
+    def _countMalformed(self) -> None:
+        """One more malformed message: past L{MAX_MALFORMED}, the client goes."""
+        self.malformed += 1
+        if self.malformed > MAX_MALFORMED:
+            log.error(
+                "mux client {peer}: more than {limit} malformed messages; closing its connection",
+                peer=self.peer,
+                limit=MAX_MALFORMED,
+                sc_event="mux.too_many_malformed",
+            )
+            self.abort()
+            # Nothing more of this read is looked at.
+            self._gone = True
     def _refuseOpen(self, channel: Optional[int], reason: str) -> None:
         """
         A CHANNEL_OPEN that cannot be served costs only its channel: any
@@ -314,9 +342,11 @@ class MuxProtocol(Protocol):
     def _open(self, message: ChannelOpen) -> None:
         if message.channel_id == CONTROL_CHANNEL:
             self._refuseOpen(None, "channel 0 is the control channel")
+            self._countMalformed()
             return
         if message.channel_id in self.channels:
             self._refuseOpen(message.channel_id, "channel %d is already open" % (message.channel_id,))
+            self._countMalformed()
             return
         vp = self.factory.vantagePoint(message.vp_id)
         if vp is None:
