@@ -16,6 +16,9 @@ The other checkout must have the session engine (sc_remoted/engine.py).
   roundtrip   a 20-byte command from a local client to scamper, then
               scamper's ACK and a reply in one read back to the client:
               us per round trip.
+  log         one info event (a vantage point's arrival, as the
+              controller logs it) through the text and the JSON
+              observers to /dev/null: us per event.
 """
 
 import argparse
@@ -82,6 +85,27 @@ def roundTrip(count: int = 20000) -> float:
     return (time.process_time() - started) / count * 1e6
 
 
+def logEvents(kind: str, count: int = 20000) -> float:
+    from twisted.logger import Logger
+
+    from sc_remoted import logs
+
+    with open(os.devnull, "w") as sink:
+        observer = logs.textObserver(sink) if kind == "text" else logs.jsonObserver(sink)
+        log = Logger(namespace="sc_remoted.controller", observer=observer)
+        started = time.process_time()
+        for n in range(count):
+            log.info(
+                "{vp}: registered from {peer}",
+                vp="vp1-192.0.2.1:%d" % (n,),
+                peer="192.0.2.1:%d" % (n,),
+                monitorname="vp1",
+                identifier=n,
+                sc_event="vp.registered",
+            )
+        return (time.process_time() - started) / count * 1e6
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", default=os.path.dirname(HERE), help="the checkout to measure")
@@ -93,6 +117,8 @@ def main(argv=None) -> int:
     for size in (1000, 8000):
         print("decode %5d-byte frames: %7.1f us per 256 KiB read" % (size, decode(size)))
     print("command round trip:       %7.1f us" % (roundTrip(),))
+    for kind in ("text", "json"):
+        print("log event, %-4s observer:  %7.1f us" % (kind, logEvents(kind)))
     return 0
 
 

@@ -21,7 +21,20 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, UNIXServerEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import ILogObserver, Logger, LogLevel, capturedLogs, formatEvent, globalLogPublisher
+from datetime import datetime, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.logger import (
+    ILogObserver,
+    Logger,
+    LogLevel,
+    capturedLogs,
+    eventAsText,
+    formatEvent,
+    formatTime,
+    globalLogPublisher,
+)
 from twisted.python import log as legacyLog
 from twisted.python import syslog as twistedSyslog
 from twisted.python.failure import Failure
@@ -496,3 +509,63 @@ class TwistdDefaultLogTests(TestCase):
         self.assertNotRegex(out, r" starting on |Port .* Closed\)")
 
     test_noPortLines.timeout = 60  # type: ignore[attr-defined]
+
+
+class Thing:
+    """A field value with an attribute and a repr, for formats that use them."""
+
+    name = "vp1"
+
+    def __repr__(self) -> str:
+        return "<Thing vp1>"
+
+    def call(self) -> str:
+        return "called"
+
+
+def sampleEvents():
+    """Events of every shape the daemon and Twisted emit, from a real Logger."""
+    events: list = []
+    log = Logger(namespace="sc_remoted.test", observer=events.append)
+    log.info("{vp}: registered from {peer}", vp="vp1-192.0.2.1:1025", peer="192.0.2.1:1025", sc_event="vp.registered")
+    log.warn("{vp}: {client} read nothing for {limit:.0f} s", vp="v", client="c", limit=60.0)
+    log.info("{message!r} and {thing.name} and {thing!r}", message=b"x", thing=Thing())
+    log.info("a call: {thing.call()}", thing=Thing())
+    log.info("missing {field}")
+    log.info("broken {")
+    log.info("no fields, {{braces}}")
+    log.info("")
+    log.info("with a system", log_system="custom-system")
+    log.error("lines\nand more lines\n", sc_event="x")
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        log.failure("it failed: {why}", why="division")
+    with capturedLogs() as legacy:
+        legacyLog.msg("legacy %s", "message")
+    return events + legacy
+
+
+class FormattingTests(SynchronousTestCase):
+    """L{logs.TextLines} and L{logs.JSONTime} write what twisted.logger writes, faster."""
+
+    def test_textLinesAsTwisted(self):
+        for event in sampleEvents():
+            for timestamps in (True, False):
+                expected = eventAsText(event, includeTimestamp=timestamps).rstrip("\n")
+                expected = expected.replace("\n", "\n\t") + "\n" if expected else None
+                self.assertEqual(logs.TextLines(timestamps)(event), expected, event)
+
+    def test_messageAsTwisted(self):
+        for event in sampleEvents():
+            self.assertEqual(logs.formatMessage(event), formatEvent(event), event)
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.lists(st.floats(min_value=0, max_value=4e9, allow_nan=False), min_size=1, max_size=20))
+    def test_timestampsOncePerSecond(self, times):
+        """The cached timestamps match Twisted's and datetime's for any times, in any order."""
+        text, jsonTime = logs.TextLines(), logs.JSONTime()
+        for when in times + sorted(times):
+            self.assertEqual(text.timestamp(when), formatTime(when))
+            self.assertEqual(jsonTime(when), datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="microseconds"))
+
