@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import signal
 import socket
 import sys
 import syslog
@@ -231,6 +232,35 @@ def textStdoutLogger() -> ILogObserver:
 def noTimesStdoutLogger() -> ILogObserver:
     """For C{twistd --logger}: L{textObserver} on stdout, without timestamps (C{-O notimes})."""
     return textObserver(sys.stdout, timestamps=False)
+
+
+class TwistdLogfile:
+    """
+    For C{twistd --logfile FILE sc_remoted}: L{textObserver} into the
+    rotating file twistd would open (C{LogFile}, 1 MB), rotated on
+    SIGUSR1 as twistd rotates its own, rather than twistd's observer,
+    which formats every line in pure Python and keeps Twisted's port
+    lines.  twistd's C{--logger} names a factory without arguments, so
+    the plugin sets L{path} on the one instance, L{twistdLogfile}, and
+    names it (L{sc_remoted.tap}).
+    """
+
+    path = "twistd.log"
+
+    def __call__(self) -> ILogObserver:
+        logFile = LogFile.fromFullPath(os.path.abspath(self.path))
+        if not signal.getsignal(signal.SIGUSR1):
+
+            def rotate(signum: int, frame: object) -> None:
+                from twisted.internet import reactor
+
+                reactor.callFromThread(logFile.rotate)  # type: ignore[attr-defined]
+
+            signal.signal(signal.SIGUSR1, rotate)
+        return textObserver(logFile)
+
+
+twistdLogfile = TwistdLogfile()
 
 
 # JSON ---------------------------------------------------------------------

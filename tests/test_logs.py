@@ -510,6 +510,44 @@ class TwistdDefaultLogTests(TestCase):
 
     test_noPortLines.timeout = 60  # type: ignore[attr-defined]
 
+    @defer.inlineCallbacks
+    def test_logfile(self):
+        """
+        C{twistd --logfile FILE sc_remoted}: the daemon's text lines in
+        the file, no port lines, and SIGUSR1 rotates it as twistd does.
+        """
+        path = os.path.join(makeSocketsDirectory(self), "daemon.log")
+
+        def text() -> str:
+            try:
+                with open(path) as f:
+                    return f.read()
+            except FileNotFoundError:
+                return ""
+
+        twistd = startTwistd(self, ["--logfile", path], [])
+        line = yield waitFor(
+            reactor, lambda: re.search(r"listening for scamper on %s:(\d+)" % (re.escape(LOOPBACK),), text()), 20, "the listening line"
+        )
+        scamper = yield connectProtocol(
+            TCP4ClientEndpoint(reactor, LOOPBACK, int(line.group(1)), timeout=5), PeerProtocol(ScamperPeer(MAGIC, "vp1"))
+        )
+        yield waitFor(reactor, lambda: scamper.identity, 10, "MASTER_ID")
+        scamper.transport.loseConnection()
+        yield waitFor(reactor, lambda: "kept 900 s for a resume" in text(), 10, "the zombie line")
+        twistd.kill(signal.SIGUSR1)
+        yield waitFor(reactor, lambda: os.path.exists(path + ".1"), 10, "the rotated log")
+        twistd.kill(signal.SIGTERM)
+        result = yield twistd.wait(10)
+        self.assertEqual(result.exitCode, 0, result)
+        with open(path + ".1") as f:
+            before = f.read()
+        self.assertRegex(before, r"(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[sc_remoted\.controller#info\] vp1-.* registered from")
+        self.assertNotRegex(before + text(), r" starting on |Port .* Closed\)")
+        self.assertIn("Server Shut Down.", text())
+
+    test_logfile.timeout = 60  # type: ignore[attr-defined]
+
 
 class Thing:
     """A field value with an attribute and a repr, for formats that use them."""
