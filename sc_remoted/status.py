@@ -23,13 +23,13 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import choose_encoder
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
 from twisted.web.resource import Resource
-from twisted.web.server import Site
 from zope.interface import implementer
 
 from . import __version__
 from .endpoints import LOOPBACK, AddressError, ListenAddress, parseAddress
+from .httpguard import GuardedSite
 from .interfaces import IVantagePoint, IVantagePointObserver, IVantagePointRegistry
 from .lifecycle import State
 from .limits import Limits
@@ -285,27 +285,31 @@ class MetricsPage(Resource):
         return encoder(self.registry)
 
 
-class StatusSite(Site):
+class StatusSite(GuardedSite):
     """
     No access log line per scrape.  C{events} counts the log events
     while the site listens (it is started and stopped with the port).
+    Hostile clients are dealt with by L{GuardedSite}
+    (L{sc_remoted.httpguard}).
     """
 
     noisy = False
 
-    def __init__(self, resource: Resource, events: Optional[LogEventCounter] = None) -> None:
-        Site.__init__(self, resource)
+    def __init__(
+        self, resource: Resource, events: Optional[LogEventCounter] = None, reactor: Optional[IReactorTime] = None
+    ) -> None:
+        GuardedSite.__init__(self, resource, reactor)
         self.events = events
 
     def startFactory(self) -> None:
-        Site.startFactory(self)
+        GuardedSite.startFactory(self)
         if self.events is not None:
             self.events.start()
 
     def stopFactory(self) -> None:
         if self.events is not None:
             self.events.stop()
-        Site.stopFactory(self)
+        GuardedSite.stopFactory(self)
 
     def log(self, request) -> None:
         pass
@@ -335,7 +339,7 @@ def makeStatusService(controller: IVantagePointRegistry, endpoint: IStreamServer
     """The service serving C{/status} and C{/metrics} on C{endpoint}."""
     status = Status(controller)
     events = LogEventCounter()
-    site = StatusSite(statusResource(status, events), events)
+    site = StatusSite(statusResource(status, events), events, status.clock)
     site.displayTracebacks = False
     service = ListeningService(endpoint, site, what="status requests")
     service.status = status  # type: ignore[attr-defined]
