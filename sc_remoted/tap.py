@@ -18,6 +18,7 @@ checked when the tree starts, after twistd's chroot.
 """
 
 import os
+import re
 from functools import partial
 from typing import List, Optional, Tuple
 
@@ -80,8 +81,10 @@ class Options(usage.Options):
     def parseOptions(self, options=None) -> None:
         twistd = _twistd(self)
         if twistd is None:
+            _checkShellCompletion(options)
             return usage.Options.parseOptions(self, options)
         try:
+            _checkShellCompletion(options)
             usage.Options.parseOptions(self, options)
         except ConfigurationError as e:
             reportError(str(e))
@@ -96,6 +99,23 @@ class Options(usage.Options):
         self["tls"], self["mux-tls"] = loadTLS(self.config)
         if twistd is not None:
             _quietForegroundLog(twistd)
+
+
+_COMPLETION_REQUEST = re.compile(r"^\w+:(\d+)$")
+
+
+def _checkShellCompletion(words: Optional[List[str]]) -> None:
+    """
+    Twisted's options take a hidden C{--_shell-completion SHELL:POSITION}
+    as the last two words (zsh's completion asks with it); a malformed
+    one made Twisted fail with a traceback (found by tools/fuzz.py
+    options), so it is a usage error here.
+    """
+    if words is None or len(words) < 2 or words[-2] != "--_shell-completion":
+        return
+    match = _COMPLETION_REQUEST.match(words[-1])
+    if match is None or not 2 <= int(match.group(1)) < len(words) + 2:
+        raise usage.UsageError("--_shell-completion takes SHELL:POSITION within the command line")
 
 
 def _quietForegroundLog(twistd: TwistdOptions) -> None:

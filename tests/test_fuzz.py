@@ -53,3 +53,6 @@ class HarnessTests(TestCase):
 
     def test_metadata(self):
         self.fuzz("metadata")
+
+    def test_options(self):
+        self.fuzz("options")

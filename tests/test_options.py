@@ -183,6 +183,8 @@ class ConfigureTests(SynchronousTestCase):
             (["--port", "1", "--sockets", self.directory, "--channel-budget", "8MB"], "--channel-budget: '8MB' is not"),
             (["--port", "1", "--sockets", self.directory, "--vp-budget", "M"], "--vp-budget: 'M' is not a size"),
             (["--port", "1", "--sockets", self.directory, "--queue-budget", "0K"], "at least 1 byte"),
+            (["--", "86", "--_shell-completion", "c"], "--_shell-completion takes SHELL:POSITION"),
+            (["--port", "1", "--_shell-completion", "zsh:9"], "--_shell-completion takes SHELL:POSITION"),
             (["--port", "1", "-4", "-6", "--sockets", self.directory], "exclude each other"),
             (["--port", "127.0.0.1:1", "-6", "--sockets", self.directory], "IPv4 address, but --ipv6-only"),
             (["--port", "[::1]:1", "-4", "--sockets", self.directory], "IPv6 address, but --ipv4-only"),

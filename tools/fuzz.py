@@ -25,6 +25,13 @@ Harnesses, and what each asserts on every input:
             escape; a parsed message encodes to bytes that parse back to it.
   metadata  parseMetadata on the input as text: a result or MetadataError;
             every entry is a tuple of (attribute number, value) pairs.
+  options   the input as a command line (words split at NUL bytes): the
+            sc_remoted command's parser gives an Invocation or a
+            CommandLineError; its plugin options, and the words as they
+            are, through the option table (twistd sc_remoted's Options and
+            configure) give a Configuration within its documented bounds or
+            a UsageError of one line.  (The TLS files it names are not
+            read: that is loadTLS's job, tested on its own.)
 
 The seeds in tools/fuzz-corpus/HARNESS are read first; what the fuzzer
 finds new goes to a temporary directory (or a first directory given on
@@ -33,6 +40,8 @@ input and exits non-zero; libFuzzer writes it to crash-* in the current
 directory.  docs/security.rst records the runs.
 """
 
+import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -48,6 +57,7 @@ with atheris.instrument_imports():
     from sc_remoted.lifecycle import Input  # noqa: E402
     from sc_remoted.mux import codec  # noqa: E402
     from sc_remoted.mux.metadata import MetadataError, parseMetadata  # noqa: E402
+    from sc_remoted import cli, options, tap  # noqa: E402
 
 CORPUS = os.path.join(HERE, "fuzz-corpus")
 
@@ -244,17 +254,56 @@ def fuzzMetadata(data: bytes) -> None:
             assert isinstance(number, int) and "\0" not in value
 
 
+# options ---------------------------------------------------------------
+
+
+def _configuration(argv: list) -> None:
+    parsed = tap.Options()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            parsed.parseOptions(argv)
+    except SystemExit as e:
+        # --help and --version print and exit 0, as Twisted's options do.
+        assert e.code == 0, e.code
+        return
+    except options.usage.UsageError as e:
+        assert "\n" not in str(e) or not isinstance(e, options.ConfigurationError), repr(str(e))
+        return
+    config = parsed.config
+    assert config.port is not None
+    assert 0 <= config.zombieTime <= options.MAX_ZOMBIE_TIME, config.zombieTime
+    limits = config.limits
+    for name in ("maxConnections", "maxPerAddress", "maxChannels", "maxZombies", "channelBudget",
+                 "vantagePointBudget", "muxClientBudget", "processBudget"):
+        assert getattr(limits, name) >= 1, (name, limits)
+
+
+def fuzzOptions(data: bytes) -> None:
+    argv = data.decode("utf-8", "replace").split("\0")
+    try:
+        invocation = cli.parseCommandLine(argv)
+    except cli.CommandLineError:
+        invocation = None
+    if invocation is not None and invocation.action == "run":
+        _configuration(list(invocation.plugin))
+    _configuration(argv)
+
+
 HARNESSES = {
     "wire": fuzzWire,
     "engine": fuzzEngine,
     "daemon": fuzzDaemon,
     "mux": fuzzMux,
     "metadata": fuzzMetadata,
+    "options": fuzzOptions,
 }
 
 
 def run(name: str, flags: list) -> None:
     """Fuzz with one harness (this process ends when libFuzzer is done)."""
+    # A fuzzed command line may name any file as a certificate or key
+    # (/dev/zero too): the options harness parses, it does not read them.
+    tap.loadTLS = lambda config: (None, None)
     directories = [flag for flag in flags if not flag.startswith("-")]
     flags = [flag for flag in flags if flag.startswith("-")]
     if not directories:
