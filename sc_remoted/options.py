@@ -39,8 +39,13 @@ class ConfigurationError(usage.UsageError):
     A well-formed command line that cannot run, such as a status port
     open to the network without C{--status-allow-remote}: one line, exit
     status 1.  A L{usage.UsageError}, so that an embedding application
-    catches both the same way.
+    catches both the same way.  A control character in the message (a
+    path the operator gave may hold a newline) is escaped, so that it
+    stays one line (found by tools/fuzz.py options).
     """
+
+    def __init__(self, message: str) -> None:
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 
 @dataclass(frozen=True)

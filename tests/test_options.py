@@ -209,6 +209,7 @@ class ConfigureTests(SynchronousTestCase):
              "cannot tell"),
             (["--port", "1", "--mux-port", "192.0.2.1:7000"], "--mux-port: '192.0.2.1:7000' is not a loopback"),
             (["--port", "1", "--mux", "/tmp/" + "m" * 110], "--mux /tmp/mmm"),
+            (["--port", "1", "--mux", "/tmp/\n" + "m" * 110], "--mux /tmp/\\nmmm"),
         ]:
             with self.assertRaises(ConfigurationError, msg=argv) as caught:
                 parse(*argv)
