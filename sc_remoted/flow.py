@@ -56,8 +56,6 @@ def enlargeSendBuffer(transport: object, size: int = UNIX_SEND_BUFFER) -> None:
 class FlowOwner(Protocol):
     """What flow control needs of the vantage point it serves."""
 
-    name: str
-
     def channelEnds(self) -> Iterable[object]:
         """The ends of its open channels."""
 

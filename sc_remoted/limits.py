@@ -40,9 +40,13 @@ class Limits:
     processBudget: int = 256 * MiB
 
 
+# The units of a size on the command line and in the usage texts.
+SIZE_UNITS = {"K": 1024, "M": MiB, "G": 1024 * MiB}
+
+
 def formatSize(size: int) -> str:
     """C{8M} for 8 MiB: how the usage texts and the log show a budget."""
-    for unit, factor in (("G", 1024 * MiB), ("M", MiB), ("K", 1024)):
+    for unit, factor in sorted(SIZE_UNITS.items(), key=lambda item: -item[1]):
         if size % factor == 0:
             return "%d%s" % (size // factor, unit)
     return str(size)

@@ -234,6 +234,19 @@ def noTimesStdoutLogger() -> ILogObserver:
     return textObserver(sys.stdout, timestamps=False)
 
 
+def openLogFile(path: str) -> IO[Any]:
+    """
+    C{path} as a log file (a C{LogFile}) that rotates at 1 MB, as
+    twistd's C{--logfile}.
+
+    @raise LoggingError: if it cannot be opened.
+    """
+    try:
+        return cast(IO[Any], LogFile.fromFullPath(os.path.abspath(path)))
+    except OSError as e:
+        raise LoggingError("cannot open log file %s: %s" % (path, e.strerror or e))
+
+
 class TwistdLogfile:
     """
     For C{twistd --logfile FILE sc_remoted}: L{textObserver} into the
@@ -248,7 +261,7 @@ class TwistdLogfile:
     path = "twistd.log"
 
     def __call__(self) -> ILogObserver:
-        logFile = LogFile.fromFullPath(os.path.abspath(self.path))
+        logFile = openLogFile(self.path)
         if not signal.getsignal(signal.SIGUSR1):
 
             def rotate(signum: int, frame: object) -> None:
@@ -366,11 +379,7 @@ def daemonObserver(logfile: Optional[str], syslogSocket: str = SYSLOG_SOCKET) ->
         daemon listens on C{syslogSocket}.
     """
     if logfile is not None:
-        try:
-            stream = LogFile.fromFullPath(os.path.abspath(logfile))
-        except OSError as e:
-            raise LoggingError("cannot open log file %s: %s" % (logfile, e.strerror or e))
-        return textObserver(stream)
+        return textObserver(openLogFile(logfile))
     if not syslogListens(syslogSocket):
         raise LoggingError("no syslog daemon listens on %s; give --logfile FILE to log to a file" % (syslogSocket,))
     return quietTwisted(_syslogObserver())

@@ -28,7 +28,7 @@ from twisted.python import usage
 
 from .controller import DEFAULT_ZOMBIE_TIME, MAX_ZOMBIE_TIME
 from .endpoints import LOOPBACK, AddressError, ListenAddress, parseAddress
-from .limits import Limits, formatSize
+from .limits import SIZE_UNITS, Limits, formatSize
 from .mux.listen import MuxPortError, checkMuxPortAddress
 from .sockets import SocketFileError, checkPathLength
 from .status import StatusEndpointError, checkStatusAddress
@@ -321,20 +321,17 @@ def _limit(values: Mapping[str, object], name: str, default: int) -> int:
     return value
 
 
-_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024 * 1024, "G": 1024 * 1024 * 1024}
-
-
 def _size(values: Mapping[str, object], name: str, default: int) -> int:
     """A byte count: a whole number, with an optional K, M or G (powers of 1024)."""
     value = values.get(name)
     if value is None:
         return default
     text = str(value).strip().upper()
-    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    unit = text[-1:] if text[-1:] in SIZE_UNITS else ""
     digits = text[: len(text) - len(unit)]
     if not digits.isdigit():
         raise usage.UsageError("--%s: %r is not a size (bytes, or a number with K, M or G)" % (name, value))
-    size = int(digits) * _SIZE_UNITS[unit]
+    size = int(digits) * SIZE_UNITS.get(unit, 1)
     if size < 1:
         raise usage.UsageError("--%s must be at least 1 byte" % (name,))
     return size

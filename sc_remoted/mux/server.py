@@ -319,6 +319,7 @@ class MuxProtocol(Protocol):
             self.abort()
             # Nothing more of this read is looked at.
             self._gone = True
+
     def _refuseOpen(self, channel: Optional[int], reason: str) -> None:
         """
         A CHANNEL_OPEN that cannot be served costs only its channel: any
