@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .backlog import Backlog
+from .eager import Writer
 from .engine import Channel
 from .flow import TRANSPORT_BUFFER, enlargeSendBuffer
 from .interfaces import IPausableEnd, StreamTransport, connectedTransport
@@ -61,7 +62,7 @@ class LocalChannel(Protocol):
             return
         self._out.bufferSize = TRANSPORT_BUFFER
         enlargeSendBuffer(self.transport)
-        self._backlog = self.vp.newBacklog(self, self._out.writeSequence)
+        self._backlog = self.vp.newBacklog(self, Writer(self._out).writeSequence)
         self._out.registerProducer(self._backlog, True)
 
     def dataReceived(self, data: bytes) -> None:

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .eager import Writer
 from .engine import Link, ReadResult, Timeouts
 from .flow import TRANSPORT_BUFFER
 from .interfaces import IScamperLink, IScamperSessions, StreamTransport, connectedTransport
@@ -44,6 +45,7 @@ class ScamperProtocol(Protocol):
     address: Optional[Union[IPv4Address, IPv6Address]] = None
     _counted: Optional[str] = None
     _out: StreamTransport
+    _writer: Writer
 
     def __init__(self, sessions: IScamperSessions, clock: IReactorTime, timeouts: Timeouts = Timeouts()) -> None:
         self._sessions = sessions
@@ -57,6 +59,7 @@ class ScamperProtocol(Protocol):
     def connectionMade(self) -> None:
         # The transport, typed, looked up once: every write uses it.
         self._out = transport = connectedTransport(self)
+        self._writer = Writer(transport)
         address: IAddress = transport.getPeer()
         if not isinstance(address, (IPv4Address, IPv6Address)):
             log.error(
@@ -90,14 +93,14 @@ class ScamperProtocol(Protocol):
         """Send bytes to scamper now."""
         if self._debug:
             self._logFrames("sent", data)
-        self._out.write(data)
+        self._writer.write(data)
         self.link.lastSent = self._clock.seconds()
 
     def writeSequence(self, parts: List[bytes]) -> None:
         """Send the parts of one or more frames to scamper now, in one write."""
         if self._debug:
             self._logFrames("sent", b"".join(parts))
-        self._out.writeSequence(parts)
+        self._writer.writeSequence(parts)
         self.link.lastSent = self._clock.seconds()
 
     def _logFrames(self, direction: str, data: bytes, decoder: Optional[FrameDecoder] = None) -> None:

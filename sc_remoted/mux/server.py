@@ -47,6 +47,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..backlog import Backlog
+from ..eager import Writer
 from ..engine import Channel, ChannelState
 from ..flow import enlargeSendBuffer
 from ..interfaces import (
@@ -209,7 +210,7 @@ class MuxProtocol(Protocol):
         self._out = connectedTransport(self)
         self.peer = describePeer(cast(ITransport, self.transport), self.number)
         enlargeSendBuffer(self.transport)
-        self._backlog = self.factory.budgets.muxClientBacklog(self, self._out.writeSequence)
+        self._backlog = self.factory.budgets.muxClientBacklog(self, Writer(self._out).writeSequence)
         self._out.registerProducer(self._backlog, True)
         self.factory.clients.add(self)
         messages = []

@@ -1,0 +1,69 @@
+"""
+Writes that reach the kernel in the call that makes them.
+
+Twisted queues every C{write} and sends it on the reactor's next turn:
+it registers the descriptor for writing (one C{epoll_ctl}), waits for
+the poll to say it is writable, sends, and unregisters it (another
+C{epoll_ctl}).  For a relay whose every read makes one or two small
+writes (a command round trip makes three), that turn is most of the
+cost of a message.  When nothing is queued on the transport, L{Writer}
+sends at once and hands Twisted only what the kernel did not take, so
+order, backpressure (the transport's producer still sees every byte it
+holds) and error handling (a failed send leaves the bytes to Twisted,
+whose next attempt reports the loss as usual) stay Twisted's.
+
+Only plain TCP and UNIX transports (L{FileDescriptor}s) qualify; any
+other transport (TLS, test doubles) is written to as usual.
+"""
+
+from typing import List
+
+from twisted.internet.abstract import FileDescriptor
+from twisted.python.compat import lazyByteSlice
+
+
+class Writer:
+    """
+    C{write} and C{writeSequence} of one transport, eager where it can
+    be (see the module docstring).
+    """
+
+    __slots__ = ("_transport", "_descriptor")
+
+    def __init__(self, transport: object) -> None:
+        self._transport = transport
+        self._descriptor = transport if isinstance(transport, FileDescriptor) else None
+
+    def write(self, data: bytes) -> None:
+        descriptor = self._descriptor
+        if descriptor is not None and _idle(descriptor):
+            offset = 0
+            size = len(data)
+            while offset < size:
+                sent = descriptor.writeSomeData(lazyByteSlice(data, offset) if offset else data)
+                if not isinstance(sent, int) or sent <= 0:
+                    break
+                offset += sent
+            if offset == size:
+                return
+            if offset:
+                data = data[offset:]
+        self._transport.write(data)  # type: ignore[attr-defined]
+
+    def writeSequence(self, parts: List[bytes]) -> None:
+        if self._descriptor is not None:
+            self.write(parts[0] if len(parts) == 1 else b"".join(parts))
+        else:
+            self._transport.writeSequence(parts)  # type: ignore[attr-defined]
+
+
+def _idle(descriptor: FileDescriptor) -> bool:
+    """Whether C{descriptor} is connected, open for writing, and holds nothing unsent."""
+    return bool(
+        descriptor.connected
+        and not descriptor.disconnecting
+        and not descriptor._writeDisconnected
+        and not descriptor.dataBuffer
+        and not descriptor._tempDataLen
+        and not getattr(descriptor, "_sendmsgQueue", None)
+    )
