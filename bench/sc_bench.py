@@ -77,6 +77,9 @@ SEND_BATCH = 256 << 10
 NOFILE = 65536
 
 REQUEST = b"ping -c 1 127.0.0.1\n"
+# The most bytes a fake scamper keeps unacknowledged, unless a scenario
+# says otherwise (--window for the streams: down, up, mixed).
+WINDOW = 4 << 20
 
 
 class BenchError(Exception):
@@ -315,10 +318,10 @@ class FakeScamper(Conn):
         flight (unacknowledged).
     """
 
-    def __init__(self, loop, port, app, window=4 << 20, nodelay=True, quickack=False):
+    def __init__(self, loop, port, app, window=None, nodelay=True, quickack=False):
         self.app = app
         self.quickack = quickack
-        self.window = window
+        self.window = window or WINDOW
         self.nodelay = nodelay
         self.magic = os.urandom(8)
         self.rcvNxt = 0
@@ -878,9 +881,9 @@ class Daemon:
 # Scenarios ------------------------------------------------------------------
 
 
-def connectScampers(loop, daemon, n, app, window=4 << 20, timeout=120, quickack=False):
+def connectScampers(loop, daemon, n, app, window=None, timeout=120, quickack=False):
     """Connect C{n} fake scampers and wait for every MASTER_ID."""
-    scampers = [FakeScamper(loop, daemon.port, app, window, quickack=quickack) for _ in range(n)]
+    scampers = [FakeScamper(loop, daemon.port, app, window or WINDOW, quickack=quickack) for _ in range(n)]
     loop.runUntil(lambda: app.nregistered >= n, timeout, "%d MASTER_IDs" % n)
     return scampers
 
@@ -1049,7 +1052,7 @@ def scenarioScale(loop, daemon, nvps, idle, concurrency=256):
     queue = collections.deque(scampers)
     active = []
     okCount = [0]
-    r0 = time.perf_counter()
+    rc0, r0 = daemon.cpu(), time.perf_counter()
 
     def refill():
         still = []
@@ -1071,6 +1074,7 @@ def scenarioScale(loop, daemon, nvps, idle, concurrency=256):
     loop.runUntil(refill, 120 + nvps / 50, "a round trip through each of %d VPs" % nvps)
     r1 = time.perf_counter()
     loop.runUntil(lambda: app.openChannels == 0, 30, "every channel closed")
+    rc1 = daemon.cpu()
     g1 = genCpu()
     ok = (not loop.errors and okCount[0] == nvps and state["sockets"] >= nvps
           and all(s.registered and not s.closed for s in scampers) and daemon.alive())
@@ -1080,7 +1084,10 @@ def scenarioScale(loop, daemon, nvps, idle, concurrency=256):
     result = loop.result
     result.update({
         "round trips s": r1 - r0,
+        "fresh round trips/s": nvps / (r1 - r0),
+        "daemon CPU us/fresh round trip": (rc1 - rc0) / nvps * 1e6,
         "round trip p50 us": percentile(samples, 0.5) / 1e3,
+        "round trip p99 us": percentile(samples, 0.99) / 1e3,
         "generator CPU s": g1 - g0,
         "round trips ok": okCount[0],
         "ok": ok,
@@ -1232,6 +1239,97 @@ def scenarioSlowClient(loop, daemon, seconds, rate, msgsize=8000, tick=0.02):
     return result
 
 
+def scenarioMixed(loop, daemon, nvps, seconds, window, resultSize=1000, resultRate=10.0, commandInterval=1.0,
+                  commandClients=2, tick=0.05):
+    """
+    A fleet at work: C{nvps} VPs, each with one client reading a stream
+    of C{resultSize}-byte results (C{resultRate} a second, every byte
+    checked) and C{commandClients} clients each sending a command every
+    C{commandInterval} s and waiting for its reply, for C{seconds}.
+    Measures the daemon's CPU per message (results and replies), the
+    command latency, and RSS.
+    """
+    app = ScamperApp()
+    rssStart = daemon.rss()
+    scampers = connectScampers(loop, daemon, nvps, app, window, timeout=120 + nvps / 50)
+    paths = [os.path.join(daemon.sockets, sc.socketName) for sc in scampers]
+    loop.runUntil(lambda: all(os.path.exists(p) for p in paths), 60, "every socket")
+    sinks = []
+    for sc, path in zip(scampers, paths):
+        sinks.append(SinkClient(loop, path))
+    loop.runUntil(lambda: all(len(sc.channels) == 1 for sc in scampers), 60, "the result channels")
+    resultChannel = [next(iter(sc.channels)) for sc in scampers]
+    samples = []
+    commanders = []
+    for path in paths:
+        for _ in range(commandClients):
+            c = PingClient(loop, path, samples)
+            c.running = False  # paced below, not closed-loop
+            commanders.append(c)
+    loop.runUntil(lambda: all(len(sc.channels) == 1 + commandClients for sc in scampers), 60,
+                  "the command channels")
+    state = {"sentResults": 0, "offsets": [0] * nvps, "asked": 0, "late": 0}
+    due = [0.0] * len(commanders)
+    rss0 = daemon.rss()
+    cpu0, t0 = daemon.cpu(), time.monotonic()
+    # Commands spread evenly over the interval, not all at once.
+    for i in range(len(commanders)):
+        due[i] = t0 + commandInterval * i / len(commanders)
+
+    def pace():
+        now = time.monotonic()
+        if now - t0 >= seconds:
+            return
+        target = int(resultRate * (now - t0)) + 1
+        for i, sc in enumerate(scampers):
+            while state["offsets"][i] < target * resultSize:
+                sc.sendData(resultChannel[i], patternSlice(state["offsets"][i], resultSize))
+                state["offsets"][i] += resultSize
+                state["sentResults"] += 1
+        for i, c in enumerate(commanders):
+            if now >= due[i]:
+                if c.waiting:
+                    state["late"] += 1
+                else:
+                    c.ask()
+                    state["asked"] += 1
+                due[i] += commandInterval
+
+    loop.every(tick, pace)
+    try:
+        loop.runUntil(lambda: time.monotonic() - t0 >= seconds, seconds + 30, "the mixed-fleet run")
+    finally:
+        loop.timers = [t for t in loop.timers if t[2] is not pace]
+    sent = list(state["offsets"])
+    loop.runUntil(lambda: all(s.received >= n for s, n in zip(sinks, sent))
+                  and not any(c.waiting for c in commanders), 60, "the last results and replies")
+    t1, cpu1 = time.monotonic(), daemon.cpu()
+    rss1 = daemon.rss()
+    answered = sum(c.done for c in commanders)
+    messages = state["sentResults"] + answered
+    samples.sort()
+    ok = (not loop.errors and all(s.received == n and s.bad == 0 for s, n in zip(sinks, sent))
+          and answered == state["asked"] and daemon.alive())
+    for c in commanders + sinks:
+        c.close()
+    for sc in scampers:
+        sc.close()
+    return {
+        "daemon CPU us/message": (cpu1 - cpu0) / max(messages, 1) * 1e6,
+        "daemon CPU %": (cpu1 - cpu0) / (t1 - t0) * 100,
+        "command p50 us": percentile(samples, 0.5) / 1e3,
+        "command p99 us": percentile(samples, 0.99) / 1e3,
+        "results/s": state["sentResults"] / (t1 - t0),
+        "commands/s": answered / (t1 - t0),
+        "commands late": state["late"],
+        "RSS MB": rss1 / 1e6,
+        "RSS per VP KB": (rss1 - rssStart) / nvps / 1024,
+        "RSS growth MB": (rss1 - rss0) / 1e6,
+        "messages": messages,
+        "ok": ok,
+    }
+
+
 # Orchestration -------------------------------------------------------------
 
 
@@ -1322,17 +1420,46 @@ KEY_METRICS = {
     "down": ["MB/s", "daemon CPU s/GB", "generator busy"],
     "up": ["MB/s", "daemon CPU s/GB", "generator busy"],
     "latency": ["p50 us", "p99 us", "round trips/s"],
-    "latency-quickack": ["p50 us", "p99 us", "round trips/s"],
-    "scale": ["all sockets s", "RSS per VP KB", "idle CPU %", "round trips s"],
-    "churn": ["cycles/s", "fd growth", "socket files left", "RSS growth KB"],
+    "latency-quickack": ["p50 us", "p99 us", "round trips/s", "daemon CPU us/round trip"],
+    "scale": ["all sockets s", "RSS per VP KB", "idle CPU %", "fresh round trips/s",
+              "daemon CPU us/fresh round trip"],
+    "churn": ["cycles/s", "daemon CPU ms/cycle", "fd growth", "socket files left", "RSS growth KB"],
     "slow-client": ["reader MB/s", "reader max gap ms", "RSS growth MB", "stuck closed after s"],
+    "mixed": ["daemon CPU us/message", "command p99 us", "RSS MB", "RSS per VP KB", "results/s"],
 }
+
+# Which way is better for each metric, for the target column: "higher",
+# "lower", or "zero" (must be 0 for both); others are not targets.
+BETTER = {
+    "MB/s": "higher", "daemon CPU s/GB": "lower", "p50 us": "lower", "p99 us": "lower",
+    "round trips/s": "higher", "daemon CPU us/round trip": "lower", "all sockets s": "lower",
+    "RSS per VP KB": "lower", "fresh round trips/s": "higher", "daemon CPU us/fresh round trip": "lower",
+    "cycles/s": "higher", "daemon CPU ms/cycle": "lower", "fd growth": "zero", "socket files left": "zero",
+    "reader MB/s": "higher", "reader max gap ms": "lower", "RSS growth MB": "lower",
+    "daemon CPU us/message": "lower", "command p99 us": "lower", "RSS MB": "lower",
+}
+
+
+def target(key, ours, c):
+    """Whether ours meets the target on one row: at least C's figure."""
+    way = BETTER.get(key)
+    if way is None or ours is None:
+        return "-"
+    if way == "zero":
+        return "met" if ours == 0 else "no"
+    if not c:
+        return "-"
+    return "met" if (ours >= c if way == "higher" else ours <= c) else "no"
+
+
+def windowText(window):
+    return "%dM" % (window >> 20) if window and window % (1 << 20) == 0 else str(window or "-")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--daemons", default="ours,c", help="comma-separated: ours, c (default both)")
-    p.add_argument("--scenarios", default="down,up,latency,latency-quickack,scale,churn,slow-client",
+    p.add_argument("--scenarios", default="down,up,latency,latency-quickack,scale,churn,slow-client,mixed",
                    help="comma-separated (default all); latency-quickack is latency with TCP_QUICKACK "
                         "forced on the fake scamper, which real scamper does not do")
     p.add_argument("--reps", type=int, default=3, help="repetitions of every measurement (default 3)")
@@ -1347,13 +1474,17 @@ def main(argv=None):
     p.add_argument("--sweep-mb", type=float, default=50, help="MB per run for the other sizes (default 50)")
     p.add_argument("--window", type=int, default=16 << 20,
                    help="bytes the fake scamper keeps unacknowledged at most (default 16 MiB; real scamper has no bound)")
-    p.add_argument("--channels", default="1,32", help="concurrent channels for the latency scenario")
+    p.add_argument("--channels", default="1,16,64", help="concurrent channels for the latency scenarios")
     p.add_argument("--latency-seconds", type=float, default=4.0)
     p.add_argument("--vps", default="1000,5000,10000", help="VP counts for the scale scenario")
     p.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement (default 10)")
-    p.add_argument("--churn", type=int, default=5000, help="churn cycles (default 5000)")
+    p.add_argument("--churn", default="5000,20000", help="churn cycles, comma-separated (default 5000,20000)")
+    p.add_argument("--mixed-vps", type=int, default=1000, help="VPs of the mixed-fleet scenario (default 1000)")
+    p.add_argument("--mixed-seconds", type=float, default=60,
+                   help="seconds of the mixed-fleet scenario (default 60)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke test: 1 repetition, 2 MB, 10 VPs, 50 churn cycles, no size sweep")
+                   help="smoke test: 1 repetition, 2 MB, 10 VPs, 50 churn cycles, a 2-s mixed fleet of 10, "
+                        "no size sweep")
     p.add_argument("--json", default=None, help="write all results here (default bench/results-DATE.json)")
     p.add_argument("--plot", default=None, help="write the plot here (PNG; needs matplotlib)")
     p.add_argument("--c-daemon", default=None, help="path of the C sc_remoted (default /usr/bin/sc_remoted)")
@@ -1376,7 +1507,9 @@ def main(argv=None):
         opts.sizes = ""
         opts.vps = "10"
         opts.idle = min(opts.idle, 0.5)
-        opts.churn = min(opts.churn, 50)
+        opts.churn = "50"
+        opts.mixed_vps = min(opts.mixed_vps, 10)
+        opts.mixed_seconds = min(opts.mixed_seconds, 2)
         opts.latency_seconds = min(opts.latency_seconds, 0.3)
 
     raiseNofile()
@@ -1393,20 +1526,24 @@ def main(argv=None):
     sizes = [int(s) for s in opts.sizes.split(",") if s.strip()]
     vps = [int(v) for v in opts.vps.split(",") if v.strip()]
     chans = [int(c) for c in opts.channels.split(",") if c.strip()]
+    churns = [int(c) for c in opts.churn.split(",") if c.strip()]
 
-    cases = []  # (scenario, case name, function, args, zombie time, x value)
+    # (scenario, case name, function, args, zombie time, x value, the fake scamper's window)
+    cases = []
     for sc in scenarios:
         if sc in ("down", "up"):
             fn = scenarioDown if sc == "down" else scenarioUp
-            cases.append((sc, "%d B" % opts.msg_size, fn, (nbytes, opts.msg_size, opts.window), 0, opts.msg_size))
+            cases.append((sc, "%d B" % opts.msg_size, fn, (nbytes, opts.msg_size, opts.window), 0, opts.msg_size,
+                          opts.window))
             for size in sizes:
                 if size != opts.msg_size:
-                    cases.append((sc + " sweep", "%d B" % size, fn, (sweepBytes, size, opts.window), 0, size))
+                    cases.append((sc + " sweep", "%d B" % size, fn, (sweepBytes, size, opts.window), 0, size,
+                                  opts.window))
         elif sc in ("latency", "latency-quickack"):
             quick = sc.endswith("quickack")
             for c in chans:
                 cases.append((sc, "%d channel%s" % (c, "s" if c > 1 else ""), scenarioLatency,
-                              (c, opts.latency_seconds, 5, quick), 0, c))
+                              (c, opts.latency_seconds, 5, quick), 0, c, WINDOW))
         elif sc == "scale":
             for n in vps:
                 name = "%d VPs" % n
@@ -1416,13 +1553,17 @@ def main(argv=None):
                                                           fdCapacity()), flush=True)
                     n = fdCapacity()
                     name = "%d VPs*" % n
-                cases.append((sc, name, scenarioScale, (n, opts.idle), 900, n))
+                cases.append((sc, name, scenarioScale, (n, opts.idle), 900, n, WINDOW))
         elif sc == "churn":
-            cases.append((sc, "%d cycles" % opts.churn, scenarioChurn, (opts.churn,), 0, opts.churn))
+            for n in churns:
+                cases.append((sc, "%d cycles" % n, scenarioChurn, (n,), 0, n, WINDOW))
         elif sc == "slow-client":
             rate = opts.slow_rate * 1e6
             cases.append((sc, "%g MB/s each" % opts.slow_rate, scenarioSlowClient, (opts.slow_seconds, rate),
-                          0, opts.slow_rate))
+                          0, opts.slow_rate, WINDOW))
+        elif sc == "mixed":
+            cases.append((sc, "%d VPs" % opts.mixed_vps, scenarioMixed,
+                          (opts.mixed_vps, opts.mixed_seconds, opts.window), 0, opts.mixed_vps, opts.window))
         else:
             p.error("unknown scenario %r" % (sc,))
 
@@ -1436,13 +1577,13 @@ def main(argv=None):
         print(text, flush=True)
 
     results = []
-    for scenario, name, fn, args, zombie, x in cases:
+    for scenario, name, fn, args, zombie, x, window in cases:
         print("%s, %s:" % (scenario, name), flush=True)
         runs = {d: [] for d in daemons}
         for rep in range(opts.reps):
             for d in (daemons if rep % 2 == 0 else list(reversed(daemons))):
                 runs[d].append(runCase(d, name, fn, args, zombie, opts.keep_logs, log, cPath))
-        entry = {"scenario": scenario, "case": name, "x": x, "runs": runs, "summary": {}}
+        entry = {"scenario": scenario, "case": name, "x": x, "window": window, "runs": runs, "summary": {}}
         for d in daemons:
             metrics = {}
             for key in runs[d][0] if runs[d] else []:
@@ -1495,18 +1636,20 @@ def fmt(summary):
 def table(results, daemons):
     """Medians with half the min-max spread, and ours/C ratios of medians."""
     both = "ours" in daemons and "c" in daemons
-    head = "%-12s %-14s %-22s %16s" % ("scenario", "case", "metric", "ours" if "ours" in daemons else "")
+    head = "%-16s %-14s %-6s %-30s %16s" % ("scenario", "case", "window", "metric",
+                                             "ours" if "ours" in daemons else "")
     if "c" in daemons:
         head += " %16s" % "C"
     if both:
-        head += " %8s" % "ours/C"
+        head += " %8s %6s" % ("ours/C", "target")
     lines = [head, "-" * len(head)]
     for e in results:
         keys = KEY_METRICS.get(e["scenario"].split()[0], [])
         if e["scenario"].endswith("sweep"):
             keys = keys[:1]
+        window = windowText(e.get("window"))
         for key in keys:
-            line = "%-12s %-14s %-22s" % (e["scenario"], e["case"], key)
+            line = "%-16s %-14s %-6s %-30s" % (e["scenario"], e["case"], window, key)
             meds = {}
             for d in daemons:
                 s = e["summary"][d].get(key)
@@ -1514,10 +1657,10 @@ def table(results, daemons):
                 line += " %16s" % fmt(s)
             if both:
                 o, c = meds.get("ours"), meds.get("c")
-                line += " %8s" % ("%.2f" % (o / c) if o is not None and c else "-")
+                line += " %8s %6s" % ("%.2f" % (o / c) if o is not None and c else "-", target(key, o, c))
             lines.append(line)
         oks = ", ".join("%s %s" % (d, "ok" if e["summary"][d]["ok"] else "FAILED") for d in daemons)
-        lines.append("%-12s %-14s %-22s %s" % (e["scenario"], e["case"], "correctness", oks))
+        lines.append("%-16s %-14s %-6s %-30s %s" % (e["scenario"], e["case"], window, "correctness", oks))
     return "\n".join(lines)
 
 
@@ -1528,8 +1671,9 @@ def rstTable(results, daemons):
         keys = KEY_METRICS.get(e["scenario"].split()[0], [])
         if e["scenario"].endswith("sweep"):
             keys = keys[:1]
+        window = windowText(e.get("window"))
         for key in keys:
-            row = [e["scenario"], e["case"], key]
+            row = [e["scenario"], e["case"], window, key]
             meds = {}
             for d in daemons:
                 s = e["summary"][d].get(key)
@@ -1537,14 +1681,19 @@ def rstTable(results, daemons):
                 row.append(fmt(s))
             o, c = meds.get("ours"), meds.get("c")
             row.append("%.2f" % (o / c) if o is not None and c else "-")
+            row.append(target(key, o, c))
             rows.append(row)
-        row = [e["scenario"], e["case"], "correct (all runs)"]
-        row += ["yes" if e["summary"][d]["ok"] else "**NO**" for d in daemons] + [""]
+        row = [e["scenario"], e["case"], window, "correct (all runs)"]
+        row += ["yes" if e["summary"][d]["ok"] else "**NO**" for d in daemons] + ["", ""]
         rows.append(row)
-    head = ["scenario", "case", "metric"] + [{"ours": "ours", "c": "C"}[d] for d in daemons] + ["ours/C"]
+    head = ["scenario", "case", "window", "metric"] + [{"ours": "ours", "c": "C"}[d] for d in daemons]
+    head += ["ours/C", "target"]
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     rule = "  ".join("=" * w for w in widths)
-    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
+
+    def line(r):
+        return "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
+
     return "\n".join([rule, line(head), rule] + [line(r) for r in rows] + [rule])
 
 

@@ -67,7 +67,7 @@ class BenchSmokeTests(TestCase):
         self.assertEqual(run["verified bytes"], QUICK_BYTES)
 
     def test_latency(self) -> None:
-        """Request/response round trips on 1 and 32 channels all answered."""
+        """Request/response round trips on 1, 16 and 64 channels all answered."""
         run = self.bench("latency")
         self.assertGreater(run["samples"], 0)
 
@@ -83,6 +83,12 @@ class BenchSmokeTests(TestCase):
         self.assertEqual(run["socket files left"], 0)
         self.assertEqual(run["sockets missing at MASTER_ID"], 0)
         self.assertLessEqual(run["fd growth"], 0)
+
+    def test_mixed(self) -> None:
+        """A small fleet with results and commands: every result byte checked, every command answered."""
+        run = self.bench("mixed")
+        self.assertGreater(run["messages"], 10 * 2 * 10)
+        self.assertGreater(run["commands/s"], 0)
 
     def test_c_daemon(self) -> None:
         """The generator also drives the C sc_remoted (the baseline)."""
