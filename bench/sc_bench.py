@@ -883,7 +883,7 @@ class Daemon:
 
 def connectScampers(loop, daemon, n, app, window=None, timeout=120, quickack=False):
     """Connect C{n} fake scampers and wait for every MASTER_ID."""
-    scampers = [FakeScamper(loop, daemon.port, app, window or WINDOW, quickack=quickack) for _ in range(n)]
+    scampers = [FakeScamper(loop, daemon.port, app, window, quickack=quickack) for _ in range(n)]
     loop.runUntil(lambda: app.nregistered >= n, timeout, "%d MASTER_IDs" % n)
     return scampers
 
@@ -1269,20 +1269,18 @@ def scenarioMixed(loop, daemon, nvps, seconds, window, resultSize=1000, resultRa
     loop.runUntil(lambda: all(len(sc.channels) == 1 + commandClients for sc in scampers), 60,
                   "the command channels")
     state = {"sentResults": 0, "offsets": [0] * nvps, "asked": 0, "late": 0}
-    due = [0.0] * len(commanders)
     rss0 = daemon.rss()
     cpu0, t0 = daemon.cpu(), time.monotonic()
     # Commands spread evenly over the interval, not all at once.
-    for i in range(len(commanders)):
-        due[i] = t0 + commandInterval * i / len(commanders)
+    due = [t0 + commandInterval * i / len(commanders) for i in range(len(commanders))]
 
     def pace():
         now = time.monotonic()
         if now - t0 >= seconds:
             return
-        target = int(resultRate * (now - t0)) + 1
+        dueBytes = (int(resultRate * (now - t0)) + 1) * resultSize
         for i, sc in enumerate(scampers):
-            while state["offsets"][i] < target * resultSize:
+            while state["offsets"][i] < dueBytes:
                 sc.sendData(resultChannel[i], patternSlice(state["offsets"][i], resultSize))
                 state["offsets"][i] += resultSize
                 state["sentResults"] += 1
@@ -1633,6 +1631,37 @@ def fmt(summary):
     return text
 
 
+def caseMetrics(scenario):
+    """The metrics the tables show for a case of C{scenario}: a sweep shows its first only."""
+    keys = KEY_METRICS.get(scenario.split()[0], [])
+    return keys[:1] if scenario.endswith("sweep") else keys
+
+
+def rstGrid(head, rows):
+    """C{head} and C{rows} as a reStructuredText simple table."""
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    rule = "  ".join("=" * w for w in widths)
+
+    def line(r):
+        return "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
+
+    return "\n".join([rule, line(head), rule] + [line(r) for r in rows] + [rule])
+
+
+def metricRows(entry, daemons):
+    """
+    The rows of one case in both tables: for each of its key metrics, the
+    metric, each daemon's cell, the ours/C ratio of the medians and the
+    target (L{target}).
+    """
+    for key in caseMetrics(entry["scenario"]):
+        summaries = [entry["summary"][d].get(key) for d in daemons]
+        meds = {d: s["median"] if s else None for d, s in zip(daemons, summaries)}
+        o, c = meds.get("ours"), meds.get("c")
+        ratio = "%.2f" % (o / c) if o is not None and c else "-"
+        yield key, [fmt(s) for s in summaries], ratio, target(key, o, c)
+
+
 def table(results, daemons):
     """Medians with half the min-max spread, and ours/C ratios of medians."""
     both = "ours" in daemons and "c" in daemons
@@ -1644,20 +1673,12 @@ def table(results, daemons):
         head += " %8s %6s" % ("ours/C", "target")
     lines = [head, "-" * len(head)]
     for e in results:
-        keys = KEY_METRICS.get(e["scenario"].split()[0], [])
-        if e["scenario"].endswith("sweep"):
-            keys = keys[:1]
         window = windowText(e.get("window"))
-        for key in keys:
+        for key, cells, ratio, met in metricRows(e, daemons):
             line = "%-16s %-14s %-6s %-30s" % (e["scenario"], e["case"], window, key)
-            meds = {}
-            for d in daemons:
-                s = e["summary"][d].get(key)
-                meds[d] = s["median"] if s else None
-                line += " %16s" % fmt(s)
+            line += "".join(" %16s" % cell for cell in cells)
             if both:
-                o, c = meds.get("ours"), meds.get("c")
-                line += " %8s %6s" % ("%.2f" % (o / c) if o is not None and c else "-", target(key, o, c))
+                line += " %8s %6s" % (ratio, met)
             lines.append(line)
         oks = ", ".join("%s %s" % (d, "ok" if e["summary"][d]["ok"] else "FAILED") for d in daemons)
         lines.append("%-16s %-14s %-6s %-30s %s" % (e["scenario"], e["case"], window, "correctness", oks))
@@ -1668,33 +1689,15 @@ def rstTable(results, daemons):
     """The table as reStructuredText, for docs/performance.rst."""
     rows = []
     for e in results:
-        keys = KEY_METRICS.get(e["scenario"].split()[0], [])
-        if e["scenario"].endswith("sweep"):
-            keys = keys[:1]
         window = windowText(e.get("window"))
-        for key in keys:
-            row = [e["scenario"], e["case"], window, key]
-            meds = {}
-            for d in daemons:
-                s = e["summary"][d].get(key)
-                meds[d] = s["median"] if s else None
-                row.append(fmt(s))
-            o, c = meds.get("ours"), meds.get("c")
-            row.append("%.2f" % (o / c) if o is not None and c else "-")
-            row.append(target(key, o, c))
-            rows.append(row)
+        for key, cells, ratio, met in metricRows(e, daemons):
+            rows.append([e["scenario"], e["case"], window, key] + cells + [ratio, met])
         row = [e["scenario"], e["case"], window, "correct (all runs)"]
         row += ["yes" if e["summary"][d]["ok"] else "**NO**" for d in daemons] + ["", ""]
         rows.append(row)
     head = ["scenario", "case", "window", "metric"] + [{"ours": "ours", "c": "C"}[d] for d in daemons]
     head += ["ours/C", "target"]
-    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-    rule = "  ".join("=" * w for w in widths)
-
-    def line(r):
-        return "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
-
-    return "\n".join([rule, line(head), rule] + [line(r) for r in rows] + [rule])
+    return rstGrid(head, rows)
 
 
 def compare(beforePath, afterPath):
@@ -1713,20 +1716,14 @@ def compare(beforePath, afterPath):
     for key, entry in after.items():
         if key not in before:
             continue
-        keys = KEY_METRICS.get(key[0].split()[0], [])
-        if key[0].endswith("sweep"):
-            keys = keys[:1]
-        for metric in keys:
+        for metric in caseMetrics(key[0]):
             row = list(key) + [metric]
             for e in (before[key], entry):
                 ours, c = e["summary"].get("ours", {}).get(metric), e["summary"].get("c", {}).get(metric)
                 ratio = "%.2f" % (ours["median"] / c["median"]) if ours and c and c["median"] else "-"
                 row += [fmt(ours), fmt(c), ratio]
             rows.append(row)
-    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-    rule = "  ".join("=" * w for w in widths)
-    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
-    print("\n".join([rule, line(head), rule] + [line(r) for r in rows] + [rule]))
+    print(rstGrid(head, rows))
     return 0
 
 
