@@ -37,24 +37,32 @@ class Writer:
     def write(self, data: bytes) -> None:
         descriptor = self._descriptor
         if descriptor is not None and _idle(descriptor):
-            offset = 0
-            size = len(data)
-            while offset < size:
-                sent = descriptor.writeSomeData(lazyByteSlice(data, offset) if offset else data)
-                if not isinstance(sent, int) or sent <= 0:
-                    break
-                offset += sent
-            if offset == size:
+            data = _sendNow(descriptor, data)
+            if not data:
                 return
-            if offset:
-                data = data[offset:]
         self._transport.write(data)  # type: ignore[attr-defined]
 
     def writeSequence(self, parts: List[bytes]) -> None:
-        if self._descriptor is not None:
-            self.write(parts[0] if len(parts) == 1 else b"".join(parts))
+        descriptor = self._descriptor
+        if descriptor is not None and _idle(descriptor):
+            rest = _sendNow(descriptor, parts[0] if len(parts) == 1 else b"".join(parts))
+            if rest:
+                self._transport.write(rest)  # type: ignore[attr-defined]
         else:
+            # Queued as parts: Twisted joins them once, when it sends.
             self._transport.writeSequence(parts)  # type: ignore[attr-defined]
+
+
+def _sendNow(descriptor: FileDescriptor, data: bytes) -> bytes:
+    """Hand C{data} to the kernel as far as it takes it; return the rest."""
+    offset = 0
+    size = len(data)
+    while offset < size:
+        sent = descriptor.writeSomeData(lazyByteSlice(data, offset) if offset else data)
+        if not isinstance(sent, int) or sent <= 0:
+            break
+        offset += sent
+    return data[offset:] if offset else data
 
 
 def _idle(descriptor: FileDescriptor) -> bool:

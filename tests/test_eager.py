@@ -92,6 +92,16 @@ class EagerWriterTests(unittest.TestCase):
         self.assertEqual(self.transport._tempDataLen, len(b"queued first then this"))
         self.assertEqual(self._drain(len(b"queued first then this")), b"queued first then this")
 
+    def test_partsQueuedAsParts(self) -> None:
+        """
+        Behind queued bytes, a sequence is queued as its parts, as
+        Twisted's writeSequence queues them: joined once, when sent.
+        """
+        self.transport.write(b"queued ")
+        self.writer.writeSequence([b"part one, ", b"part two"])
+        self.assertEqual(self.transport._tempDataBuffer, [b"queued ", b"part one, ", b"part two"])
+        self.assertEqual(self._drain(len(b"queued part one, part two")), b"queued part one, part two")
+
     def test_notWhileClosing(self) -> None:
         """
         A transport asked to close is left to Twisted: the write is
