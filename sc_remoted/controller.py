@@ -13,11 +13,11 @@ import os
 from typing import Callable, Dict, List, Optional
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from .backlog import Budgets
 from .engine import Timeouts
+from .eventlog import EventLogger
 from .interfaces import IScamperLink, IScamperSessions, IVantagePointObserver, IVantagePointRegistry
 from .lifecycle import Input, State
 from .limits import Limits
@@ -28,7 +28,7 @@ from .sockets import SocketFileError, listenUNIX, stopListening
 from .vp import VantagePoint
 from .wire import MasterNew, MasterRes, encodeMasterId, encodeMasterRej
 
-log = Logger()
+log = EventLogger()
 
 DEFAULT_ZOMBIE_TIME = 900
 MAX_ZOMBIE_TIME = 10800

@@ -18,12 +18,12 @@ import socket
 from typing import Iterable, Protocol
 
 from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
 from zope.interface import implementer
 
+from .eventlog import EventLogger
 from .interfaces import IPausableEnd
 
-log = Logger()
+log = EventLogger()
 
 MAX_UNACKED = 8 * 1024 * 1024
 # Twisted's bufferSize for both sides of the relay, in place of its 64 KiB:

@@ -28,15 +28,16 @@ from typing import Any, Dict, Iterable, Optional, Set, Tuple
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
-from twisted.logger import Logger, LogLevel
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
+from .eventlog import EventLogger
 from .interfaces import connectedTransport
 from .naming import peerName
 
-log = Logger()
+log = EventLogger()
 
 # Every client the status port is for (Prometheus, curl, a browser)
 # sends its request head in one segment, within milliseconds; 20 s is

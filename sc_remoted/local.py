@@ -14,18 +14,18 @@ from typing import List, Optional
 
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .backlog import Backlog
 from .eager import Writer
 from .engine import Channel
+from .eventlog import EventLogger
 from .flow import TRANSPORT_BUFFER, enlargeSendBuffer
 from .interfaces import IPausableEnd, StreamTransport, connectedTransport
 from .vp import ChannelRefused, VantagePoint
 
-log = Logger()
+log = EventLogger()
 
 
 @implementer(IHalfCloseableProtocol, IPausableEnd)

@@ -30,12 +30,12 @@ from typing import Callable, Iterator, Optional, TextIO
 from twisted.application.service import IService, MultiService
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorDaemonize
-from twisted.logger import Logger
 
+from .eventlog import EventLogger
 from .service import ListeningService, StartupError
 from .shutdown import ShutdownSignals
 
-log = Logger()
+log = EventLogger()
 
 PROGRAM = "sc_remoted"
 EXIT_STARTUP = 1

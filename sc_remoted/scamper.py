@@ -15,19 +15,19 @@ from typing import List, Optional, Union
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .eager import Writer
 from .engine import Link, ReadResult, Timeouts
+from .eventlog import EventLogger
 from .flow import TRANSPORT_BUFFER
 from .interfaces import IScamperLink, IScamperSessions, StreamTransport, connectedTransport
 from .naming import peerName
 from .vp import VantagePoint
 from .wire import FrameDecoder, MasterNew, describeFrame
 
-log = Logger()
+log = EventLogger()
 
 
 @implementer(IScamperLink)

@@ -15,17 +15,17 @@ from twisted.internet import defer
 from twisted.internet.address import UNIXAddress
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from .controller import Controller
+from .eventlog import EventLogger
 from .logs import addressText
 from .sockets import removeStaleSockets
 
 if TYPE_CHECKING:  # pragma: no cover
     from .tls import ReloadableServerTLS
 
-log = Logger()
+log = EventLogger()
 
 
 class ControllerService(Service):

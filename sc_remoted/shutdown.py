@@ -24,9 +24,10 @@ import signal
 from typing import Optional
 
 from twisted.internet.error import ReactorNotRunning
-from twisted.logger import Logger
 
-log = Logger()
+from .eventlog import EventLogger
+
+log = EventLogger()
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -21,11 +21,11 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReactorUNIX
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
 
+from .eventlog import EventLogger
 from .naming import LONGEST_IPV4_PEER, LONGEST_IPV6_PEER
 
-log = Logger()
+log = EventLogger()
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107

@@ -29,12 +29,13 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.protocol import connectionDone
-from twisted.logger import Logger
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-log = Logger()
+from .eventlog import EventLogger
+
+log = EventLogger()
 
 
 class TLSConfigError(Exception):

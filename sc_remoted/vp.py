@@ -14,16 +14,16 @@ from typing import Any, List, Optional, Tuple, Union
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from .backlog import Backlog, BacklogOwner, Budgets
 from .engine import Channel, Parts, ReadResult, Session
+from .eventlog import EventLogger
 from .flow import FlowControl
 from .interfaces import IScamperLink, IVantagePoint
 from .lifecycle import State
 
-log = Logger()
+log = EventLogger()
 
 
 class ChannelRefused(Exception):

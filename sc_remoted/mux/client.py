@@ -33,10 +33,10 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IAddress, IOpenSSLClientConnectionCreator, ITransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..eventlog import EventLogger
 from .codec import (
     CONTROL_CHANNEL,
     Attribute,
@@ -51,7 +51,7 @@ from .codec import (
     parseControl,
 )
 
-log = Logger()
+log = EventLogger()
 
 # Client data is cut into frames no larger than scamper's own frames.
 MAX_WRITE = 0xFFFF

@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING, List, Optional
 from twisted.application.service import IService
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.logger import Logger
 
 from ..endpoints import ListenAddress
+from ..eventlog import EventLogger
 from ..service import ListeningService, StartupError
-from .metadata import Metadata
 from ..sockets import SocketFileError, clearStaleSocket
+from .metadata import Metadata
 from .server import MuxFactory
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..tls import ReloadableServerTLS
 
-log = Logger()
+log = EventLogger()
 
 
 class MuxPortError(ValueError):

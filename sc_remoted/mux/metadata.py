@@ -11,11 +11,10 @@ reload (SIGHUP) the previous data is kept.
 
 from typing import Callable, Dict, List, Optional, Tuple
 
-from twisted.logger import Logger
-
+from ..eventlog import EventLogger
 from .codec import Attribute
 
-log = Logger()
+log = EventLogger()
 
 ATTRIBUTES = {
     "asn4": Attribute.ASN4,

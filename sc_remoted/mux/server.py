@@ -42,13 +42,13 @@ from typing import Dict, List, Optional, Set, Tuple, cast
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import ITransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..backlog import Backlog
 from ..eager import Writer
 from ..engine import Channel, ChannelState
+from ..eventlog import EventLogger
 from ..flow import enlargeSendBuffer
 from ..interfaces import (
     IPausableEnd,
@@ -80,7 +80,7 @@ from .codec import (
 )
 from .metadata import Metadata
 
-log = Logger()
+log = EventLogger()
 
 # Malformed messages (a control message that does not parse, of an
 # unknown type, not for the daemon, or a CHANNEL_OPEN on channel 0 or on
