@@ -15,16 +15,15 @@ import signal
 import socket
 import sys
 import syslog
+from datetime import datetime, timezone
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, UNIXServerEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from datetime import datetime, timezone
-
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from twisted.logger import (
     ILogObserver,
     Logger,
@@ -160,6 +159,47 @@ class QuietTwistedTests(TestCase):
         for expected in ("Factory starting on %d" % (tcpPort,), "(TCP Port", "Factory starting on '", "(UNIX Port"):
             self.assertTrue([text for text in texts if expected in text], (expected, texts))
         self.assertEqual([event for event in quiet if event in noise], [])
+
+
+class LineObserverTests(SynchronousTestCase):
+    """L{logs.LineObserver}: what quietTwisted(FileLogObserver(...)) wrote, in one call."""
+
+    def test_portLinesDropped(self):
+        """Twisted's port lines are not written; its other lines and ours are."""
+        stream = io.StringIO()
+        observer = logs.textObserver(stream, timestamps=False)
+        legacyEvents(observer, *PORT_NOISE, "Main loop terminated.")
+        emit(observer, "{what} starting on {address}", what="x", address="y")
+        self.assertEqual(
+            stream.getvalue(),
+            "[-] Main loop terminated.\n[sc_remoted.controller#info] x starting on y\n",
+        )
+
+    def test_bytesStream(self):
+        """A stream of bytes (as twistd's LogFile) gets the line in UTF-8."""
+        stream = io.BytesIO()
+        emit(logs.textObserver(stream, timestamps=False), "{vp}: registered", vp="vp-\u00e9")
+        self.assertEqual(stream.getvalue(), "[sc_remoted.controller#info] vp-\u00e9: registered\n".encode("utf-8"))
+
+    def test_flushedEachLine(self):
+        """Every line is flushed when it is written; an event without text writes nothing."""
+        calls = []
+
+        class Stream(io.StringIO):
+            def write(self, text):
+                calls.append("write")
+                return super().write(text)
+
+            def flush(self):
+                calls.append("flush")
+
+        stream = Stream()
+        observer = logs.LineObserver(stream, lambda event: event.get("line"))
+        observer({"line": "one\n"})
+        observer({"line": None})
+        observer({"line": "two\n"})
+        self.assertEqual(calls, ["write", "flush", "write", "flush"])
+        self.assertEqual(stream.getvalue(), "one\ntwo\n")
 
 
 class JsonObserverTests(SynchronousTestCase):
