@@ -388,8 +388,10 @@ class Controller:
 
     def _stopListening(self, vp: VantagePoint) -> None:
         """
-        Close and unlink the socket of C{vp}, if it has one.  The file goes
-        in the next reactor turn; L{stopService} waits for the last ones.
+        Close and unlink the socket of C{vp}, if it has one.  The file is
+        gone when the port's Deferred fires (at once for a
+        L{sc_remoted.localport.LocalPort});
+        L{stopService} waits for any still closing.
         """
         listener, vp.listener = vp.listener, None
         if listener is not None:

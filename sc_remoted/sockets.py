@@ -20,9 +20,11 @@ from typing import List
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReactorUNIX
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.protocol import Factory
 
 from .eventlog import EventLogger
+from .localport import LocalPort
 from .naming import LONGEST_IPV4_PEER, LONGEST_IPV6_PEER
 
 log = EventLogger()
@@ -92,7 +94,10 @@ def listenUNIX(reactor: IReactorUNIX, path: str, factory: Factory, mode: int) ->
 
     bind() creates the file with the umask's permissions, which hold until
     the chmod to C{mode}: the umask is 077 meanwhile.  Twisted's own
-    C{Factory} start/stop messages are not logged (C{factory.noisy}).
+    C{Factory} start/stop messages are not logged (C{factory.noisy}).  On
+    a real reactor the port is a L{LocalPort} (quiet, closed at once, its
+    connections read without ancillary data); any other reactor (a test's
+    memory reactor) is asked with its own C{listenUNIX}.
 
     @raise SocketFileError: if the path is too long, or anything (a
         symlink, a file, a live socket) is already there.
@@ -104,6 +109,10 @@ def listenUNIX(reactor: IReactorUNIX, path: str, factory: Factory, mode: int) ->
         raise PathTaken("cannot create socket %s: the path exists" % (path,))
     umask = os.umask(0o077)
     try:
+        if isinstance(reactor, PosixReactorBase):
+            port = LocalPort(os.fsencode(path), factory, socket.SOMAXCONN, mode, reactor)
+            port.startListening()
+            return port
         return reactor.listenUNIX(path, factory, backlog=socket.SOMAXCONN, mode=mode)
     except CannotListenError as e:
         raise SocketFileError("cannot create socket %s: %s" % (path, e.socketError)) from None
