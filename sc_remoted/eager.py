@@ -12,6 +12,12 @@ order, backpressure (the transport's producer still sees every byte it
 holds) and error handling (a failed send leaves the bytes to Twisted,
 whose next attempt reports the loss as usual) stay Twisted's.
 
+The same goes for closing: Twisted's C{loseConnection} always waits a
+turn for the descriptor to be writable, even with nothing left to send;
+L{Writer.loseConnection} closes at once when nothing is queued, as
+Twisted's own C{loseConnection} does when it knows nothing more can be
+sent.
+
 Only plain TCP and UNIX transports (L{FileDescriptor}s) qualify; any
 other transport (TLS, test doubles) is written to as usual.
 """
@@ -19,7 +25,9 @@ other transport (TLS, test doubles) is written to as usual.
 from typing import List
 
 from twisted.internet.abstract import FileDescriptor
+from twisted.internet.main import CONNECTION_DONE
 from twisted.python.compat import lazyByteSlice
+from twisted.python.failure import Failure
 
 
 class Writer:
@@ -51,6 +59,20 @@ class Writer:
         else:
             # Queued as parts: Twisted joins them once, when it sends.
             self._transport.writeSequence(parts)  # type: ignore[attr-defined]
+
+    def loseConnection(self) -> None:
+        """
+        Close the transport once everything written is sent: now, when
+        nothing is queued and no producer is registered (the protocol's
+        C{connectionLost} runs before this returns), else as Twisted does.
+        """
+        descriptor = self._descriptor
+        if descriptor is not None and _idle(descriptor) and descriptor.producer is None:
+            descriptor.stopReading()
+            descriptor.stopWriting()
+            descriptor.connectionLost(Failure(CONNECTION_DONE))
+            return
+        self._transport.loseConnection()  # type: ignore[attr-defined]
 
 
 def _sendNow(descriptor: FileDescriptor, data: bytes) -> bytes:

@@ -38,6 +38,7 @@ class LocalChannel(Protocol):
 
     factory: "LocalChannelFactory"
     _out: StreamTransport
+    _writer: Writer
     client = "local client"
     channel: Optional[Channel] = None
     _backlog: Optional[Backlog] = None
@@ -62,7 +63,8 @@ class LocalChannel(Protocol):
             return
         self._out.bufferSize = TRANSPORT_BUFFER
         enlargeSendBuffer(self.transport)
-        self._backlog = self.vp.newBacklog(self, Writer(self._out).writeSequence)
+        self._writer = Writer(self._out)
+        self._backlog = self.vp.newBacklog(self, self._writer.writeSequence)
         self._out.registerProducer(self._backlog, True)
 
     def dataReceived(self, data: bytes) -> None:
@@ -108,7 +110,7 @@ class LocalChannel(Protocol):
             # instead of the connection being closed once the buffer
             # drains, and the client would never see EOF.
             self._out.unregisterProducer()
-            self._out.loseConnection()
+            self._writer.loseConnection()
 
     def pauseReading(self) -> None:
         if not self._clientGone:

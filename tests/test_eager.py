@@ -8,7 +8,9 @@ import socket
 from typing import List
 
 from twisted.internet import reactor
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
 from twisted.test.proto_helpers import StringTransport
 from twisted.trial import unittest
 
@@ -34,7 +36,10 @@ class EagerWriterTests(unittest.TestCase):
         # The reactor's transport gets a duplicate of the descriptor.
         reactor.adoptStreamConnection(ours.fileno(), socket.AF_UNIX, factory)
         ours.close()
+        self.protocol = built[0]
         self.transport = built[0].transport
+        self.lost: List[Failure] = []
+        self.protocol.connectionLost = self.lost.append  # type: ignore[method-assign,assignment]
         self.writer = Writer(self.transport)
         self.peer.setblocking(False)
         self.addCleanup(self.peer.close)
@@ -120,3 +125,41 @@ class EagerWriterTests(unittest.TestCase):
         transport.writeSequence = writes.append  # type: ignore[method-assign]
         Writer(transport).writeSequence([b"a", b"b"])
         self.assertEqual(writes, [[b"a", b"b"]])
+
+    def test_closedAtOnce(self) -> None:
+        """
+        With nothing queued, loseConnection closes in the call: the
+        protocol has its ConnectionDone, the reactor no longer watches
+        the descriptor, and the peer reads the last bytes, then EOF.
+        """
+        self.writer.write(b"bye\n")
+        self.writer.loseConnection()
+        self.assertEqual(len(self.lost), 1)
+        self.lost[0].trap(ConnectionDone)
+        self.assertNotIn(self.transport, reactor.getReaders() + reactor.getWriters())
+        self.assertEqual(self.peer.recv(100), b"bye\n")
+        self.assertEqual(self.peer.recv(100), b"")
+
+    def test_closeWaitsForQueued(self) -> None:
+        """Bytes still queued are sent first: Twisted closes after its last write."""
+        self.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        big = bytes(range(256)) * 4096
+        self.writer.write(big)
+        self.writer.loseConnection()
+        self.assertEqual(self.lost, [])
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self._drain(len(big)), big)
+
+    def test_closeWithProducer(self) -> None:
+        """A registered producer is Twisted's to finish: no close at once."""
+        producer = StringTransport()  # an IPushProducer
+        self.transport.registerProducer(producer, True)
+        self.writer.loseConnection()
+        self.assertEqual(self.lost, [])
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_otherTransportsClose(self) -> None:
+        """A transport that is not a file descriptor is asked to close as usual."""
+        transport = StringTransport()
+        Writer(transport).loseConnection()
+        self.assertTrue(transport.disconnecting)
