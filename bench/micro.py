@@ -86,9 +86,12 @@ def roundTrip(count: int = 20000) -> float:
 
 
 def logEvents(kind: str, count: int = 20000) -> float:
-    from twisted.logger import Logger
-
     from sc_remoted import logs
+
+    try:  # the daemon's own logger, where the checkout has one
+        from sc_remoted.eventlog import EventLogger as Logger
+    except ImportError:
+        from twisted.logger import Logger
 
     with open(os.devnull, "w") as sink:
         observer = logs.textObserver(sink) if kind == "text" else logs.jsonObserver(sink)
