@@ -108,7 +108,6 @@ class TwistdTests(TestCase):
         self.assertNotIn(b"Traceback", result.out + result.err, result)
         return result
 
-    @defer.inlineCallbacks
     def test_servesAndStopsOnSigterm(self):
         """
         The plugin is found and serves: a hand-made MASTER_NEW gets its
@@ -116,12 +115,32 @@ class TwistdTests(TestCase):
         SIGHUP is survived.  SIGTERM then ends the process, closing the scamper connections and
         leaving the sockets directory empty.
         """
+        return self.servesAndStops()
+
+    test_servesAndStopsOnSigterm.timeout = 60  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def test_ourReactor(self):
+        """
+        The same with C{--reactor=sc_remoted} (sc_remoted/reactor.py), which
+        twistd finds through the plugin and names in its log.
+        """
+        twistd = yield self.servesAndStops("--reactor=sc_remoted")
+        self.assertIn("reactor class: sc_remoted.reactor.EPollReactor", twistd.output())
+
+    test_ourReactor.timeout = 60  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def servesAndStops(self, *twistdOptions):
         requireRealScamper()
         port = freePort()
         twistd = spawn(
             self,
             reactor,
-            self.twistdArgv("--port", "%s:%d" % (LOOPBACK, port), "--sockets", self.directory),
+            self.twistdArgv(
+                "--port", "%s:%d" % (LOOPBACK, port), "--sockets", self.directory,
+                twistd=("-n", "--pidfile=", *twistdOptions),
+            ),
             path=self.workDirectory,
         )
         hand = yield connectWhenListening(port, 20)
@@ -161,8 +180,7 @@ class TwistdTests(TestCase):
         yield waitFor(reactor, lambda: hand.lost.called, 5, "the daemon to close our connection")
         self.assertEqual(hand.violations, [])
         self.assertEqual(os.listdir(self.directory), [], result)
-
-    test_servesAndStopsOnSigterm.timeout = 60  # type: ignore[attr-defined]
+        return twistd
 
     @defer.inlineCallbacks
     def test_missingSocketsDirectory(self):

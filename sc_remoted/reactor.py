@@ -1,0 +1,70 @@
+"""
+An epoll reactor for a daemon whose cost is per event: Twisted's, without
+the log context it sets up around every descriptor event.
+
+Twisted's epoll reactor hands each event to the descriptor through
+C{twisted.python.log.callWithLogger}: it asks the descriptor for its log
+prefix, copies the log context, and runs the handler inside the new one,
+so that a legacy C{log.msg} made meanwhile names the connection.  For a
+relay that handles one or two events per message, that is a tenth of the
+daemon's CPU per message (docs/performance.rst).  The daemon's own events
+are twisted.logger events, which never read that context.
+
+L{EPollReactor} dispatches each event straight to Twisted's own handler
+(the one its epoll reactor calls inside the context); an exception that
+escapes it is logged, naming the descriptor, as C{callWithLogger} logs
+it, and the other events of the poll are still handled.  What is lost:
+a legacy line that Twisted writes while it handles an event (its report
+of a protocol's exception) carries C{[-]} instead of the connection's
+prefix.
+
+It is chosen with twistd's reactor option, C{twistd
+--reactor=sc_remoted ...} (the plugin in C{twisted/plugins}); without
+it, twistd's default reactor runs the daemon unchanged.
+"""
+
+import errno
+
+from twisted.internet import epollreactor
+from twisted.internet.main import installReactor
+from twisted.python import log
+
+
+class EPollReactor(epollreactor.EPollReactor):
+    """Twisted's epoll reactor, dispatching without a log context per event."""
+
+    def doPoll(self, timeout):
+        if timeout is None:
+            timeout = -1
+        try:
+            events = self._poller.poll(timeout, len(self._selectables))
+        except OSError as e:
+            if e.errno == errno.EINTR:
+                return
+            raise
+        selectables = self._selectables
+        handle = self._doReadOrWrite
+        for fd, event in events:
+            selectable = selectables.get(fd)
+            if selectable is None:
+                continue
+            try:
+                handle(selectable, fd, event)
+            except KeyboardInterrupt:
+                raise
+            except BaseException:
+                log.err(system=_logPrefix(selectable))
+
+    doIteration = doPoll
+
+
+def _logPrefix(selectable) -> str:
+    try:
+        return str(selectable.logPrefix())
+    except BaseException:
+        return "(buggy logPrefix method)"
+
+
+def install() -> None:
+    """Install L{EPollReactor} as the reactor, for twistd's C{--reactor}."""
+    installReactor(EPollReactor())

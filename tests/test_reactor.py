@@ -1,0 +1,102 @@
+"""
+L{sc_remoted.reactor.EPollReactor}, a reactor of its own (not the one the
+tests run on): every ready descriptor's event reaches it without a log
+context around it, and one that raises is logged, naming the descriptor,
+without costing the other events of the poll.
+"""
+
+import socket
+from typing import List
+
+from twisted.internet.error import ConnectionDone
+from twisted.logger import LogEvent, globalLogPublisher
+from twisted.python import context, log
+from twisted.trial.unittest import SynchronousTestCase
+
+from sc_remoted.reactor import EPollReactor
+
+
+class Reader:
+    """A readable end of a socket pair, as the reactor sees a descriptor."""
+
+    def __init__(self, name: str, sock: socket.socket, failOnLoss: bool = False) -> None:
+        self.name = name
+        self.sock = sock
+        self.failOnLoss = failOnLoss
+        self.read: List[bytes] = []
+        self.systems: List[str] = []
+        self.lost = False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def logPrefix(self) -> str:
+        return self.name
+
+    def doRead(self):
+        self.systems.append(context.get(log.ILogContext)["system"])
+        data = self.sock.recv(100)
+        if not data:
+            return ConnectionDone()
+        self.read.append(data)
+        return None
+
+    def connectionLost(self, reason) -> None:
+        self.lost = True
+        if self.failOnLoss:
+            raise ZeroDivisionError("connectionLost failed")
+
+
+class EPollReactorTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = EPollReactor()
+        self.addCleanup(self._closeReactor)
+        self.peers: List[socket.socket] = []
+
+    def _closeReactor(self) -> None:
+        self.reactor._poller.close()
+        self.reactor.waker.connectionLost(None)
+
+    def reader(self, name: str, failOnLoss: bool = False) -> Reader:
+        ours, peer = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(peer.close)
+        ours.setblocking(False)
+        self.peers.append(peer)
+        reader = Reader(name, ours, failOnLoss)
+        self.reactor.addReader(reader)
+        self.addCleanup(self.reactor.removeReader, reader)
+        return reader
+
+    def test_dispatchedWithoutContext(self) -> None:
+        """A ready descriptor's doRead runs, outside any log context of its own."""
+        reader = self.reader("LocalServer,7,")
+        self.peers[0].sendall(b"data")
+        self.reactor.doIteration(0)
+        self.assertEqual(reader.read, [b"data"])
+        self.assertEqual(reader.systems, ["-"])
+
+    def test_raisingEventLoggedOthersHandled(self) -> None:
+        """
+        An exception escaping one event's handling (here the descriptor's
+        connectionLost) is logged with the descriptor's prefix, and the
+        other ready descriptor is still read in the same poll.
+        """
+        events: List[LogEvent] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        failing = self.reader("failing", failOnLoss=True)
+        other = self.reader("other")
+        self.peers[0].close()  # EOF for the failing one
+        self.peers[1].sendall(b"still read")
+        self.reactor.doIteration(0)
+        self.assertTrue(failing.lost)
+        self.assertEqual(other.read, [b"still read"])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual([event.get("system") for event in events if event.get("isError")], ["failing"])
+
+    def test_idlePoll(self) -> None:
+        """A poll with nothing ready returns, having called nothing."""
+        reader = self.reader("idle")
+        self.reactor.doIteration(0)
+        self.assertEqual((reader.read, reader.systems), ([], []))
