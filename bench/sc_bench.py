@@ -764,6 +764,9 @@ def cDaemonPath():
 
 _LIMIT_OPTIONS = None
 
+# twistd's --reactor for our daemon (--ours-reactor); None: twistd's default.
+OURS_REACTOR = None
+
 
 def oursLimitOptions(env):
     """
@@ -801,8 +804,9 @@ class Daemon:
             env = dict(os.environ)
             # Measure this checkout (its twisted/plugins and sc_remoted).
             env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+            reactorOption = ["--reactor=" + OURS_REACTOR] if OURS_REACTOR else []
             argv = [
-                sys.executable, twistdScript(), "-n", "--pidfile=", "--logfile", self.logPath,
+                sys.executable, twistdScript(), "-n", "--pidfile=", "--logfile", self.logPath, *reactorOption,
                 "sc_remoted", "--port", "127.0.0.1:%d" % self.port, "--sockets", self.sockets,
                 "-Z", str(zombie),
             ] + oursLimitOptions(env)
@@ -1485,6 +1489,8 @@ def main(argv=None):
                         "no size sweep")
     p.add_argument("--json", default=None, help="write all results here (default bench/results-DATE.json)")
     p.add_argument("--plot", default=None, help="write the plot here (PNG; needs matplotlib)")
+    p.add_argument("--ours-reactor", default=None, metavar="NAME",
+                   help="run ours with twistd --reactor=NAME (e.g. sc_remoted; default: twistd's own)")
     p.add_argument("--c-daemon", default=None, help="path of the C sc_remoted (default /usr/bin/sc_remoted)")
     p.add_argument("--no-pin", action="store_true",
                    help="do not pin the daemon and the generator to separate CPUs")
@@ -1510,6 +1516,8 @@ def main(argv=None):
         opts.mixed_seconds = min(opts.mixed_seconds, 2)
         opts.latency_seconds = min(opts.latency_seconds, 0.3)
 
+    global OURS_REACTOR
+    OURS_REACTOR = opts.ours_reactor
     raiseNofile()
     pinCpus(not opts.no_pin)
     daemons = [d.strip() for d in opts.daemons.split(",") if d.strip()]
