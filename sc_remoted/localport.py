@@ -14,7 +14,7 @@ and of an arrival (docs/performance.rst):
    sends anyway is closed by the kernel along with the message it came in.
  - Twisted's port writes a line through the legacy log when it starts
    listening and one when it closes, which the daemon's observers drop
-   again (L{sc_remoted.logs.quietTwisted}), and it closes on the
+   again (L{sc_remoted.logs.isTwistedPortNoise}), and it closes on the
    reactor's next turn through a delayed call.  L{LocalPort} writes
    neither line and closes in the call that stops it.
 
@@ -51,6 +51,8 @@ class LocalPort(unix.Port):
 
         @raise CannotListenError: if the socket cannot be bound.
         """
+        # As Twisted's ports do: the process's spare descriptor, which
+        # Twisted's accept loop gives up to recover from EMFILE.
         tcp._reservedFD.reserve()
         sock = None
         bound = False
