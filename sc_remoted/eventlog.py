@@ -5,10 +5,11 @@ that costs less to make.
 twisted.logger checks each event's level against its list of levels,
 sorted anew for every event; with three events per channel and five per
 vantage point arriving and leaving, that check was more than a quarter
-of the time the daemon spent making its events (docs/performance.rst).  L{EventLogger} checks
-against a set made once.  The event is the one twisted.logger makes,
-with the same keys, for the same observers; a level that is not one of
-twisted.logger's goes to twisted.logger, which reports it.
+of the time the daemon spent making its events (docs/performance.rst).
+L{EventLogger} checks against a set made once.  The event is the one
+twisted.logger makes, with the same keys, for the same observers; a
+level that is not one of twisted.logger's goes to twisted.logger, which
+reports it.
 """
 
 from time import time
