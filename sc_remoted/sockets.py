@@ -104,8 +104,10 @@ def listenUNIX(reactor: IReactorUNIX, path: str, factory: Factory, mode: int) ->
     """
     checkPathLength(path)
     if os.path.lexists(path):
-        # Refused before Twisted is asked: when its bind() fails, Twisted
-        # leaves the socket it made open until the garbage collector finds it.
+        # Refused before any bind(): the operator is told what is in the
+        # way, and Twisted's own listenUNIX (any reactor but a real one)
+        # would leave the socket it made open until the garbage collector
+        # finds it.
         raise PathTaken("cannot create socket %s: the path exists" % (path,))
     umask = os.umask(0o077)
     try:
