@@ -17,19 +17,44 @@ and of an arrival (docs/performance.rst):
    again (L{sc_remoted.logs.isTwistedPortNoise}), and it closes on the
    reactor's next turn through a delayed call.  L{LocalPort} writes
    neither line and closes in the call that stops it.
+ - Twisted's port accepts in a loop sized by the last burst, inside a
+   log-buffering context, through a generator; with one client at a
+   time, every other accept ends in C{EAGAIN}.  L{LocalPort} accepts one
+   client per readiness event, as the C daemon does, and leaves any
+   accept error to Twisted's loop.
+ - Twisted calls C{shutdown} before closing a socket, in case another
+   process shares it; the daemon's descriptors are close-on-exec and
+   never shared, so L{LocalPort} and L{LocalServer} only close.
+ - Twisted makes a port's socket with C{socket}, then C{ioctl} to make
+   it non-blocking and C{setsockopt(SO_REUSEADDR)}, which a UNIX socket
+   ignores; L{LocalPort} makes it non-blocking in the C{socket} call.
+   With the C{bind} that finds the path taken (C{EADDRINUSE}, also for a
+   file or a symlink there), an arrival costs the system calls the C
+   daemon's does, and the umask's two.
 
-Accepting, writing, half-closes, producers and errors are Twisted's.
+Writing, half-closes, producers and the handling of errors are Twisted's.
 """
 
 import os
+import socket
 
-from twisted.internet import defer, main, tcp, unix
+from twisted.internet import address, defer, main, tcp, unix
 from twisted.internet.error import CannotListenError
 from twisted.python.failure import Failure
+
+from sc_remoted.eventlog import EventLogger
+
+log = EventLogger()
+
+# The address of every client that did not bind its socket, which is
+# every client a VP socket has had: built once, not per accept.
+_UNNAMED = address.UNIXAddress("")
 
 
 class LocalServer(unix.Server):
     """A local client's connection, read with C{recv}: no ancillary data."""
+
+    _shouldShutdown = False
 
     def doRead(self):
         return tcp.Connection.doRead(self)
@@ -42,6 +67,11 @@ class LocalPort(unix.Port):
     """
 
     transport = LocalServer
+    _shouldShutdown = False
+
+    def createInternetSocket(self) -> socket.socket:
+        """A non-blocking UNIX stream socket, close-on-exec as every socket Python makes."""
+        return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
 
     def startListening(self) -> None:
         """
@@ -74,8 +104,44 @@ class LocalPort(unix.Port):
         self.connected = True
         self.socket = sock
         self.fileno = sock.fileno  # type: ignore[method-assign]
+        # Twisted's accept loop, which handles an accept error, sizes itself from this.
         self.numberAccepts = 100
         self.startReading()
+
+    def doRead(self) -> None:
+        """
+        Accept one client.  An accept that fails other than with
+        C{EAGAIN} is tried again by Twisted's accept loop, which knows
+        what each error means (C{EMFILE} uses the process's spare
+        descriptor to refuse the waiting clients); an exception from
+        the factory or the protocol is logged and the port goes on.
+        """
+        try:
+            skt, name = self.socket.accept()
+        except BlockingIOError:
+            return
+        except OSError:
+            unix.Port.doRead(self)
+            return
+        try:
+            protocol = self.factory.buildProtocol(  # type: ignore[union-attr]
+                _UNNAMED if not name else address.UNIXAddress(name)
+            )
+        except BaseException:
+            skt.close()
+            log.failure("making the protocol of a client of {path} failed", path=os.fsdecode(self._bindPath))
+            return
+        if protocol is None:
+            skt.close()
+            return
+        session = self.sessionno
+        self.sessionno = session + 1
+        transport = self.transport(skt, protocol, name, self, session, self.reactor)
+        try:
+            protocol.makeConnection(transport)
+        except BaseException:
+            log.failure("connecting a client of {path} failed", path=os.fsdecode(self._bindPath))
+            transport.abortConnection()
 
     def loseConnection(self, connDone: Failure = Failure(main.CONNECTION_DONE)) -> defer.Deferred:
         """

@@ -11,6 +11,7 @@ process (a connect to it is refused) is removed, while one a live
 process listens on is left alone.
 """
 
+import errno
 import os
 import re
 import socket
@@ -43,6 +44,9 @@ class SocketFileError(Exception):
 
 class PathTaken(SocketFileError):
     """A live socket, or a file that is not a socket, is where a socket would go."""
+
+
+TAKEN = "cannot create socket %s: the path exists"
 
 
 def checkPathLength(path: str) -> None:
@@ -103,20 +107,22 @@ def listenUNIX(reactor: IReactorUNIX, path: str, factory: Factory, mode: int) ->
         symlink, a file, a live socket) is already there.
     """
     checkPathLength(path)
-    if os.path.lexists(path):
-        # Refused before any bind(): the operator is told what is in the
-        # way, and Twisted's own listenUNIX (any reactor but a real one)
-        # would leave the socket it made open until the garbage collector
-        # finds it.
-        raise PathTaken("cannot create socket %s: the path exists" % (path,))
+    real = isinstance(reactor, PosixReactorBase)
+    if not real and os.path.lexists(path):
+        # Twisted's own listenUNIX would leave the socket it made open
+        # until the garbage collector finds it; LocalPort's bind() finds
+        # the path taken itself, and closes its socket.
+        raise PathTaken(TAKEN % (path,))
     umask = os.umask(0o077)
     try:
-        if isinstance(reactor, PosixReactorBase):
+        if real:
             port = LocalPort(os.fsencode(path), factory, socket.SOMAXCONN, mode, reactor)
             port.startListening()
             return port
         return reactor.listenUNIX(path, factory, backlog=socket.SOMAXCONN, mode=mode)
     except CannotListenError as e:
+        if getattr(e.socketError, "errno", None) == errno.EADDRINUSE:
+            raise PathTaken(TAKEN % (path,)) from None
         raise SocketFileError("cannot create socket %s: %s" % (path, e.socketError)) from None
     finally:
         os.umask(umask)

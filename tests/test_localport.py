@@ -6,6 +6,7 @@ gone, file included, when C{stopListening} returns.
 """
 
 import array
+import errno
 import os
 import shutil
 import socket
@@ -14,9 +15,12 @@ import tempfile
 from typing import List
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.internet.task import deferLater
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from sc_remoted import sockets
@@ -162,3 +166,160 @@ class LocalPortTests(unittest.TestCase):
         port = LocalPort(missing, self.factory, 5, 0o660, reactor)
         self.assertRaises(CannotListenError, port.startListening)
         self.assertEqual(openDescriptors(), before)
+
+    def connect(self) -> socket.socket:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(client.close)
+        client.connect(self.path)
+        return client
+
+    def test_oneClientPerRead(self) -> None:
+        """
+        Each readiness event accepts one waiting client, as the C daemon
+        does; with none waiting, nothing happens.
+        """
+        port = self.listen()
+        self.connect()
+        self.connect()
+        port.doRead()
+        self.assertEqual(len(self.built), 1)
+        port.doRead()
+        self.assertEqual(len(self.built), 2)
+        port.doRead()
+        self.assertEqual(len(self.built), 2)
+        for protocol in self.built:
+            self.assertIsInstance(protocol.transport, LocalServer)
+            self.addCleanup(protocol.transport.abortConnection)
+        self.assertEqual(self.built[0].transport.getPeer(), self.built[1].transport.getPeer())
+
+    def test_acceptErrorToTwisted(self) -> None:
+        """
+        An accept error other than EAGAIN goes to Twisted's accept loop:
+        it logs ECONNABORTED, and the port accepts the next client.
+        """
+        port = self.listen()
+        listening = port.socket
+
+        class Aborting:
+            def __init__(self) -> None:
+                self.calls = 0
+
+            def accept(self) -> object:
+                self.calls += 1
+                raise OSError(errno.ECONNABORTED, "aborted")
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(listening, name)
+
+        aborting = Aborting()
+        port.socket = aborting  # type: ignore[assignment]
+        port.doRead()
+        self.assertEqual(aborting.calls, 2)  # ours, then Twisted's loop
+        self.assertIn("ECONNABORTED", " ".join(formatEvent(e) for e in self.events))
+        port.socket = listening
+        self.accept(port)
+        self.assertEqual(len(self.built), 1)
+        self.assertTrue(port.connected)
+
+    def test_factoryFails(self) -> None:
+        """
+        A factory that raises costs that client its connection (closed,
+        not left to the garbage collector) and one logged error; the
+        port accepts the next client.
+        """
+        port = self.listen()
+        client = self.connect()
+        self.factory.buildProtocol = lambda addr: 1 / 0  # type: ignore[method-assign]
+        port.doRead()
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        client.settimeout(1)
+        self.assertEqual(client.recv(10), b"")
+        self.factory.buildProtocol = self._build  # type: ignore[method-assign]
+        self.accept(port)
+        self.assertEqual(len(self.built), 1)
+
+    def test_connectionMadeFails(self) -> Deferred:
+        """A protocol that raises in connectionMade: logged, its client dropped, the port goes on."""
+        port = self.listen()
+        client = self.connect()
+
+        class Failing(Recorder):
+            def connectionMade(self) -> None:
+                raise RuntimeError("no")
+
+        self.factory.buildProtocol = lambda addr: Failing()  # type: ignore[method-assign]
+        port.doRead()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(port.connected)
+
+        def dropped(ignored: None) -> None:
+            # Twisted's abortConnection closes on the reactor's next turn.
+            client.settimeout(1)
+            self.assertEqual(client.recv(10), b"")
+
+        return deferLater(reactor, 0, lambda: None).addCallback(dropped)
+
+    def test_closeWithoutShutdown(self) -> None:
+        """
+        Closing a client's connection ends its stream (the client reads
+        end of file) with close alone: no shutdown(), which only matters
+        for a socket shared with another process.
+        """
+        port = self.listen()
+        client = self.accept(port)
+        transport = self.built[0].transport
+        calls: List[int] = []
+        real = transport.socket
+
+        class Watched:
+            def shutdown(self, how: int) -> None:
+                calls.append(how)
+                real.shutdown(how)
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+        transport.socket = Watched()
+        transport.loseConnection()
+        # As the reactor does: the write that finds nothing left ends the connection.
+        transport.connectionLost(Failure(transport.doWrite()))
+        client.settimeout(1)
+        self.assertEqual(client.recv(10), b"")
+        self.assertEqual(calls, [])
+        self.assertTrue(self.built[0].lost)
+
+    def test_pathTakenFoundByBind(self) -> None:
+        """
+        Whatever is at the path (a file, a symlink to nowhere, a live
+        socket), sockets.listenUNIX refuses it as taken, from bind()
+        alone: nothing there is changed or followed, no socket is left
+        open and the process's umask is back.
+        """
+        self.listen()  # the process's reserve descriptor (for EMFILE) is open from here on
+        directory = os.path.dirname(self.path)
+        file = os.path.join(directory, "192.0.2.2:1025")
+        with open(file, "w") as f:
+            f.write("in the way")
+        dangling = os.path.join(directory, "192.0.2.3:1025")
+        nowhere = os.path.join(directory, "nowhere")
+        os.symlink(nowhere, dangling)
+        umask = os.umask(0o022)
+        self.addCleanup(os.umask, umask)
+        before = openDescriptors()
+        for path in (file, dangling, self.path):
+            with self.assertRaises(sockets.PathTaken) as caught:
+                sockets.listenUNIX(reactor, path, self.factory, 0o660)
+            self.assertEqual(str(caught.exception), "cannot create socket %s: the path exists" % (path,))
+        self.assertEqual(openDescriptors(), before)
+        self.assertEqual(os.umask(0o022), 0o022)
+        with open(file) as f:
+            self.assertEqual(f.read(), "in the way")
+        self.assertEqual(os.readlink(dangling), nowhere)
+        self.assertFalse(os.path.lexists(nowhere))
+        self.assertTrue(stat.S_ISSOCK(os.lstat(self.path).st_mode))
+
+    def test_socketMadeNonBlocking(self) -> None:
+        """The port's socket is non-blocking and not inherited by child processes."""
+        port = self.listen()
+        self.assertEqual(port.socket.gettimeout(), 0.0)
+        self.assertFalse(port.socket.get_inheritable())
