@@ -18,15 +18,20 @@ L{Writer.loseConnection} closes at once when nothing is queued, as
 Twisted's own C{loseConnection} does when it knows nothing more can be
 sent.
 
-Only plain TCP and UNIX transports (L{FileDescriptor}s) qualify; any
-other transport (TLS, test doubles) is written to as usual.
+The send itself is one C{socket.send}: Twisted's C{writeSomeData}
+wraps the same call in three more Python calls (the UNIX transport's
+descriptor-passing check, a slice limited to 128 KiB, C{untilConcludes})
+that cost more than the system call on a small message; a send that
+fails for any reason leaves its bytes to Twisted, as above.
+
+Only plain TCP and UNIX socket transports (L{tcp.Connection}s) qualify;
+any other transport (TLS, test doubles) is written to as usual.
 """
 
 from typing import List
 
-from twisted.internet.abstract import FileDescriptor
+from twisted.internet import tcp
 from twisted.internet.main import CONNECTION_DONE
-from twisted.python.compat import lazyByteSlice
 from twisted.python.failure import Failure
 
 
@@ -40,7 +45,7 @@ class Writer:
 
     def __init__(self, transport: object) -> None:
         self._transport = transport
-        self._descriptor = transport if isinstance(transport, FileDescriptor) else None
+        self._descriptor = transport if isinstance(transport, tcp.Connection) else None
 
     def write(self, data: bytes) -> None:
         descriptor = self._descriptor
@@ -75,19 +80,21 @@ class Writer:
         self._transport.loseConnection()  # type: ignore[attr-defined]
 
 
-def _sendNow(descriptor: FileDescriptor, data: bytes) -> bytes:
-    """Hand C{data} to the kernel as far as it takes it; return the rest."""
-    offset = 0
-    size = len(data)
-    while offset < size:
-        sent = descriptor.writeSomeData(lazyByteSlice(data, offset) if offset else data)
-        if not isinstance(sent, int) or sent <= 0:
-            break
-        offset += sent
-    return data[offset:] if offset else data
+def _sendNow(descriptor: tcp.Connection, data: bytes) -> bytes:
+    """
+    Hand C{data} to the kernel as far as it takes it in one C{send};
+    return the rest (all of it if the send failed: Twisted's own attempt
+    then reports the error).  After a partial send the kernel's buffer is
+    full, so a second one would only find C{EAGAIN}.
+    """
+    try:
+        sent = descriptor.socket.send(data)
+    except OSError:
+        return data
+    return data[sent:] if sent < len(data) else b""
 
 
-def _idle(descriptor: FileDescriptor) -> bool:
+def _idle(descriptor: tcp.Connection) -> bool:
     """Whether C{descriptor} is connected, open for writing, and holds nothing unsent."""
     return bool(
         descriptor.connected

@@ -8,7 +8,7 @@ import socket
 from typing import List
 
 from twisted.internet import reactor
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.test.proto_helpers import StringTransport
@@ -117,6 +117,17 @@ class EagerWriterTests(unittest.TestCase):
         self.assertEqual(self.transport._tempDataLen, len(b"last words"))
         with self.assertRaises(BlockingIOError):
             self.peer.recv(100)
+
+    def test_failedSendLeftToTwisted(self) -> None:
+        """
+        A send the kernel refuses (the peer has gone: EPIPE) leaves the
+        bytes to Twisted, whose own attempt reports the connection lost.
+        """
+        self.peer.close()
+        self.writer.write(b"to nobody")
+        self.assertEqual(self.transport._tempDataLen, len(b"to nobody"))
+        self.assertIn(self.transport, reactor.getWriters())
+        self.assertIsInstance(self.transport.doWrite(), ConnectionLost)
 
     def test_otherTransports(self) -> None:
         """A transport that is not a file descriptor (TLS, a test double) gets the parts as they are."""
