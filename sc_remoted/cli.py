@@ -217,14 +217,20 @@ def _runTwistd(service, invocation: Invocation) -> int:
 
 
 def _logObserver(invocation: Invocation):
-    """Where the logs go: syslog or a file with C{-D} or C{--logfile}, standard output otherwise."""
+    """
+    Where the logs go: syslog or a file with C{-D} or C{--logfile},
+    standard output otherwise; a file and standard output written once
+    per turn of the reactor (L{sc_remoted.turnwrite}).
+    """
+    from twisted.internet import reactor
+
     if invocation.daemon or invocation.logfile is not None:
         logfile = invocation.logfile
         if logfile is not None:
             # Opened now, before the chroot.
             logfile = chrootedPath(logfile, invocation.chroot, outside=True)
-        return logs.daemonObserver(logfile)
-    return logs.textObserver(sys.stdout, timestamps=not invocation.noTimes)
+        return logs.daemonObserver(logfile, reactor=reactor)
+    return logs.textObserver(sys.stdout, timestamps=not invocation.noTimes, reactor=reactor)
 
 
 def main() -> None:

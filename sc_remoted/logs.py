@@ -19,7 +19,8 @@ A line costs little: one observer call per event (L{LineObserver}), the
 message formatted by C{str.format_map} (L{formatMessage}) rather than
 twisted.logger's pure-Python formatter, and the timestamp formatted once
 per second (L{TextLines}, L{JSONTime}); the text is the same as
-twisted.logger's.
+twisted.logger's.  The daemon's observers write the lines of a reactor
+turn in one call (L{sc_remoted.turnwrite}).
 """
 
 import json
@@ -51,6 +52,8 @@ from twisted.python.log import ILogObserver as ILegacyLogObserver
 from twisted.python.logfile import LogFile
 from twisted.python.syslog import SyslogObserver
 from zope.interface import implementer, provider
+
+from .turnwrite import TurnWriter
 
 PROGRAM = "sc_remoted"
 SYSLOG_SOCKET = "/dev/log"
@@ -219,48 +222,77 @@ class JSONTime:
 class LineObserver:
     """
     One line per event on C{stream}, made by C{formatLine}, except for
-    Twisted's lines about its ports (L{isTwistedPortNoise}), and flushed
-    at once: what C{quietTwisted(FileLogObserver(stream, formatLine))}
-    does, in one call per event instead of a chain of three with a
-    predicate list.
+    Twisted's lines about its ports (L{isTwistedPortNoise}): what
+    C{quietTwisted(FileLogObserver(stream, formatLine))} does, in one
+    call per event instead of a chain of three with a predicate list.
+
+    Without a C{reactor} each line is written and flushed at once.  With
+    one, the lines of a reactor turn are written together at its end
+    (L{TurnWriter}), a warning or worse at once.
     """
 
-    __slots__ = ("formatLine", "_write", "_flush", "_encode")
+    __slots__ = ("formatLine", "_out", "_encode")
 
-    def __init__(self, stream: IO[Any], formatLine: Callable[[LogEvent], Optional[str]]) -> None:
+    def __init__(
+        self, stream: IO[Any], formatLine: Callable[[LogEvent], Optional[str]], reactor: Optional[Any] = None
+    ) -> None:
         self.formatLine = formatLine
-        self._write = stream.write
-        self._flush = stream.flush
         # A stream of bytes (a twistd LogFile) gets UTF-8, as twisted.logger writes it.
         self._encode = ioType(stream) is not str
+        self._out: Callable[[Any, bool], None]
+        if reactor is None:
+            self._out = _immediate(stream)
+        else:
+            self._out = TurnWriter(stream.write, stream.flush, reactor, binary=self._encode)
 
     def __call__(self, event: LogEvent) -> None:
         if isTwistedPortNoise(event):
             return
         line = self.formatLine(event)
         if line:
-            self._write(line.encode("utf-8") if self._encode else line)
-            self._flush()
+            self._out(line.encode("utf-8") if self._encode else line, event.get("log_level") in _URGENT)
 
 
-def textObserver(stream: IO[Any], timestamps: bool = True) -> ILogObserver:
+# The levels a batched observer writes at once.
+_URGENT = frozenset({LogLevel.warn, LogLevel.error, LogLevel.critical})
+
+
+def _immediate(stream: IO[Any]) -> Callable[[Any, bool], None]:
+    write, flush = stream.write, stream.flush
+
+    def out(data: Any, urgent: bool) -> None:
+        write(data)
+        flush()
+
+    return out
+
+
+def textObserver(stream: IO[Any], timestamps: bool = True, reactor: Optional[Any] = None) -> ILogObserver:
     """
     One line per event on C{stream} (L{TextLines}): C{2026-12-01T10:00:00+0000
     [sc_remoted.controller#info] vp1-192.0.2.1:1025: registered ...}, or
     without C{timestamps} (C{-O notimes}) the same from C{[}, so that a
-    line never starts with a placeholder.
+    line never starts with a placeholder.  With a C{reactor}, written
+    once per turn (L{LineObserver}).
     """
-    return LineObserver(stream, TextLines(timestamps))
+    return LineObserver(stream, TextLines(timestamps), reactor)
+
+
+def _globalReactor() -> Any:
+    """The reactor the daemon runs in: for the observers twistd makes without arguments."""
+    from twisted.internet import reactor
+
+    return reactor
 
 
 def textStdoutLogger() -> ILogObserver:
     """For C{twistd --logger}: L{textObserver} on stdout."""
-    return textObserver(sys.stdout)
+    return textObserver(sys.stdout, reactor=_globalReactor())
 
 
 def noTimesStdoutLogger() -> ILogObserver:
     """For C{twistd --logger}: L{textObserver} on stdout, without timestamps (C{-O notimes})."""
-    return textObserver(sys.stdout, timestamps=False)
+    return textObserver(sys.stdout, timestamps=False, reactor=_globalReactor())
 
 
 def openLogFile(path: str) -> IO[Any]:
@@ -299,7 +331,7 @@ class TwistdLogfile:
                 reactor.callFromThread(logFile.rotate)  # type: ignore[attr-defined]
 
             signal.signal(signal.SIGUSR1, rotate)
-        return textObserver(logFile)
+        return textObserver(logFile, reactor=_globalReactor())
 
 
 twistdLogfile = TwistdLogfile()
@@ -342,10 +374,13 @@ def eventFields(event: LogEvent, formatTime: Callable[[float], str] = JSONTime()
     return fields
 
 
-def jsonObserver(stream: IO[Any]) -> ILogObserver:
-    """One JSON object per line on C{stream} (L{eventFields}), for C{jq} and log shippers."""
+def jsonObserver(stream: IO[Any], reactor: Optional[Any] = None) -> ILogObserver:
+    """
+    One JSON object per line on C{stream} (L{eventFields}), for C{jq} and
+    log shippers; with a C{reactor}, written once per turn (L{LineObserver}).
+    """
     formatTime = JSONTime()
-    return LineObserver(stream, lambda event: json.dumps(eventFields(event, formatTime)) + "\n")
+    return LineObserver(stream, lambda event: json.dumps(eventFields(event, formatTime)) + "\n", reactor)
 
 
 def jsonStdoutLogger() -> ILogObserver:
@@ -354,7 +389,7 @@ def jsonStdoutLogger() -> ILogObserver:
 
         twistd -n --logger=sc_remoted.logs.jsonStdoutLogger sc_remoted ...
     """
-    return jsonObserver(sys.stdout)
+    return jsonObserver(sys.stdout, reactor=_globalReactor())
 
 
 # Daemon -------------------------------------------------------------------
@@ -397,18 +432,20 @@ def _syslogObserver() -> ILogObserver:
     return emit
 
 
-def daemonObserver(logfile: Optional[str], syslogSocket: str = SYSLOG_SOCKET) -> ILogObserver:
+def daemonObserver(
+    logfile: Optional[str], syslogSocket: str = SYSLOG_SOCKET, reactor: Optional[Any] = None
+) -> ILogObserver:
     """
     Where a daemon (C{-D}) logs: to C{logfile} when one is given (as
-    C{twistd --logfile}: timestamped lines, rotated at 1 MB), else to
-    syslog.  Call it before daemonizing, so that the error reaches the
-    operator.
+    C{twistd --logfile}: timestamped lines, rotated at 1 MB; with a
+    C{reactor}, written once per turn), else to syslog.  Call it before
+    daemonizing, so that the error reaches the operator.
 
     @raise LoggingError: if C{logfile} cannot be opened, or no syslog
         daemon listens on C{syslogSocket}.
     """
     if logfile is not None:
-        return textObserver(openLogFile(logfile))
+        return textObserver(openLogFile(logfile), reactor=reactor)
     if not syslogListens(syslogSocket):
         raise LoggingError("no syslog daemon listens on %s; give --logfile FILE to log to a file" % (syslogSocket,))
     return quietTwisted(_syslogObserver())

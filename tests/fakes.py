@@ -13,6 +13,7 @@ from twisted.internet.address import UNIXAddress
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
+from twisted.python.logfile import LogFile
 
 from sc_remoted.controller import Controller
 from sc_remoted.wire import Frame
@@ -95,3 +96,15 @@ def frame(seq: int, channel: int, payload: bytes) -> Frame:
 def only(frames: List[Frame]) -> Optional[Frame]:
     assert len(frames) == 1, frames
     return frames[0]
+
+
+def closeLogFiles(testCase) -> None:
+    """Close each log file the code under C{testCase} opens, when the test ends."""
+    opened = LogFile.fromFullPath
+
+    def fromFullPath(path, **kwargs):
+        logFile = opened(path, **kwargs)
+        testCase.addCleanup(logFile.close)
+        return logFile
+
+    testCase.patch(LogFile, "fromFullPath", fromFullPath)

@@ -37,7 +37,6 @@ from twisted.logger import (
 from twisted.python import log as legacyLog
 from twisted.python import syslog as twistedSyslog
 from twisted.python.failure import Failure
-from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sc_remoted import logs
@@ -47,6 +46,7 @@ from sc_remoted.mux.server import MuxFactory
 from sc_remoted.service import ListeningService
 from sc_remoted.wire import Frame, FrameDecoder, describeFrame, describeMagic, encodeMasterNew, encodeMasterRes
 
+from .fakes import closeLogFiles
 from .peer import ScamperPeer
 from .peer_twisted import MemoryScamper, PeerProtocol
 from .realprocs import LOOPBACK, makeSocketsDirectory, spawn, twistdScript, waitFor
@@ -268,19 +268,8 @@ class DaemonObserverTests(SynchronousTestCase):
     def syslog(self, priority, text):
         self.logged.append((priority, text))
 
-    def closeLogFiles(self):
-        """Close each log file the daemon's observer opens, when the test ends."""
-        opened = LogFile.fromFullPath
-
-        def fromFullPath(path, **kwargs):
-            logFile = opened(path, **kwargs)
-            self.addCleanup(logFile.close)
-            return logFile
-
-        self.patch(LogFile, "fromFullPath", fromFullPath)
-
     def test_logfile(self):
-        self.closeLogFiles()
+        closeLogFiles(self)
         path = os.path.join(self.directory, "sc_remoted.log")
         observer = logs.daemonObserver(path)
         emit(observer, vp="vp1")
