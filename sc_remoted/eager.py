@@ -47,6 +47,11 @@ class Writer:
         self._transport = transport
         self._descriptor = transport if isinstance(transport, tcp.Connection) else None
 
+    @property
+    def eager(self) -> bool:
+        """Whether writes can reach the kernel in the call (a socket transport)."""
+        return self._descriptor is not None
+
     def write(self, data: bytes) -> None:
         descriptor = self._descriptor
         if descriptor is not None and _idle(descriptor):

@@ -5,7 +5,8 @@ remote scamper, a thin adapter around the engine's L{Link}.
 Each read goes to L{Link.receive} in one call; what comes back is done
 in order: one write of the read's ACKs to scamper, one write per channel
 end, then registration requests to the registry (L{IScamperSessions}),
-or the protocol error.  The connection's timers (docs/protocol.rst 3.7)
+or the protocol error.  What one turn of the reactor writes to scamper
+over a socket is sent in one call at the turn's end (L{Coalescer}).  The connection's timers (docs/protocol.rst 3.7)
 are the link's; here they are one C{callLater}, re-armed only when it
 fires, so that no message pays for rescheduling a timer.
 """
@@ -18,6 +19,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .coalesce import Coalescer, TurnEnd
 from .eager import Writer
 from .engine import Link, ReadResult, Timeouts
 from .eventlog import EventLogger
@@ -46,11 +48,19 @@ class ScamperProtocol(Protocol):
     _counted: Optional[str] = None
     _out: StreamTransport
     _writer: Writer
+    _coalescer: Optional[Coalescer] = None
 
-    def __init__(self, sessions: IScamperSessions, clock: IReactorTime, timeouts: Timeouts = Timeouts()) -> None:
+    def __init__(
+        self,
+        sessions: IScamperSessions,
+        clock: IReactorTime,
+        timeouts: Timeouts = Timeouts(),
+        turnEnd: Optional[TurnEnd] = None,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._timeouts = timeouts
+        self._turnEnd = turnEnd
         self._debug = sessions.debug
         self._timer: Optional[IDelayedCall] = None
         self._debugDecoder = FrameDecoder() if self._debug else None
@@ -60,6 +70,8 @@ class ScamperProtocol(Protocol):
         # The transport, typed, looked up once: every write uses it.
         self._out = transport = connectedTransport(self)
         self._writer = Writer(transport)
+        if self._turnEnd is not None and self._writer.eager:
+            self._coalescer = Coalescer(self._writer.writeSequence, self._turnEnd)
         address: IAddress = transport.getPeer()
         if not isinstance(address, (IPv4Address, IPv6Address)):
             log.error(
@@ -90,17 +102,25 @@ class ScamperProtocol(Protocol):
     # Output -------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Send bytes to scamper now."""
+        """Send bytes to scamper, at the end of this turn over a socket, else now."""
         if self._debug:
             self._logFrames("sent", data)
-        self._writer.write(data)
+        coalescer = self._coalescer
+        if coalescer is None:
+            self._writer.write(data)
+        else:
+            coalescer.write([data])
         self.link.lastSent = self._clock.seconds()
 
     def writeSequence(self, parts: List[bytes]) -> None:
-        """Send the parts of one or more frames to scamper now, in one write."""
+        """Send the parts of one or more frames to scamper, as L{write}."""
         if self._debug:
             self._logFrames("sent", b"".join(parts))
-        self._writer.writeSequence(parts)
+        coalescer = self._coalescer
+        if coalescer is None:
+            self._writer.writeSequence(parts)
+        else:
+            coalescer.write(parts)
         self.link.lastSent = self._clock.seconds()
 
     def _logFrames(self, direction: str, data: bytes, decoder: Optional[FrameDecoder] = None) -> None:
@@ -176,11 +196,17 @@ class ScamperProtocol(Protocol):
         """
         self._detach()
         self.link.closed = True
+        # What was written before reaches the kernel first, as it did
+        # when every write was sent in the call.
+        if self._coalescer is not None:
+            self._coalescer.flush()
         self._out.abortConnection()
 
     def refuse(self, frame: bytes) -> None:
         """Write a last frame (MASTER_REJ) and close once it is out."""
         self.write(frame)
+        if self._coalescer is not None:
+            self._coalescer.flush()
         self.link.closed = True
         self._out.loseConnection()
 
@@ -192,6 +218,8 @@ class ScamperProtocol(Protocol):
         self.vp = None
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._coalescer is not None:
+            self._coalescer.drop()
         if self._counted is not None:
             self._sessions.connectionClosed(self._counted)
             self._counted = None
@@ -242,7 +270,10 @@ class ScamperProtocol(Protocol):
 
 
 class ScamperFactory(Factory):
-    """Builds a L{ScamperProtocol} for each scamper that connects."""
+    """
+    Builds a L{ScamperProtocol} for each scamper that connects; they share
+    one L{TurnEnd}.
+    """
 
     noisy = False
 
@@ -250,8 +281,9 @@ class ScamperFactory(Factory):
         self.sessions = sessions
         self.clock = clock
         self.timeouts = timeouts
+        self.turnEnd = TurnEnd(clock)
 
     def buildProtocol(self, addr: Optional[IAddress]) -> ScamperProtocol:
-        protocol = ScamperProtocol(self.sessions, self.clock, self.timeouts)
+        protocol = ScamperProtocol(self.sessions, self.clock, self.timeouts, self.turnEnd)
         protocol.factory = self
         return protocol
