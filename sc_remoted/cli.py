@@ -24,7 +24,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 
 from . import __version__, logs
 from .options import COMMAND_OPTIONS, OPTIONS, Option, chrootedPath
-from .process import EXIT_STARTUP, EXIT_USAGE, PROGRAM, reportError
+from .collector import YOUNG_GENERATION
+from .process import EXIT_STARTUP, EXIT_USAGE, PROGRAM, ProcessSettings, reportError
 
 SYNOPSIS = """\
 usage: sc_remoted [-?46Dv] [-O option] -P address [-U dir] [-M mux] [-m metafile]
@@ -159,7 +160,7 @@ def run(argv: Sequence[str]) -> int:
 
     from . import tap
     from .options import ConfigurationError
-    from .process import ProcessService, ProcessSettings
+    from .process import ProcessService
     from .service import StartupError
     from .shutdown import ShutdownSignals
 
@@ -180,9 +181,19 @@ def run(argv: Sequence[str]) -> int:
     except StartupError as e:
         reportError(cFlagsIn(str(e)), stream=sys.stderr)
         return EXIT_STARTUP
+    return _runTwistd(
+        ProcessService(remoted, processSettings(invocation), signals, options.reactor, describe=cFlagsIn), invocation
+    )
+
+
+def processSettings(invocation: Invocation) -> ProcessSettings:
+    """
+    What the command line asks of the process: daemonizing, the pidfile
+    (as seen after the chroot); and the daemon's pace of garbage
+    collection (L{sc_remoted.collector}).
+    """
     pidfile = chrootedPath(invocation.pidfile, invocation.chroot) if invocation.pidfile else None
-    settings = ProcessSettings(daemon=invocation.daemon, pidfile=pidfile)
-    return _runTwistd(ProcessService(remoted, settings, signals, options.reactor, describe=cFlagsIn), invocation)
+    return ProcessSettings(daemon=invocation.daemon, pidfile=pidfile, youngGeneration=YOUNG_GENERATION)
 
 
 def _runTwistd(service, invocation: Invocation) -> int:

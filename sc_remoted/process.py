@@ -31,6 +31,7 @@ from twisted.application.service import IService, MultiService
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorDaemonize
 
+from .collector import paceCollector
 from .eventlog import EventLogger
 from .service import ListeningService, StartupError
 from .shutdown import ShutdownSignals
@@ -68,11 +69,15 @@ class ProcessSettings:
     @ivar pidfile: where to write the daemon's pid, if anywhere; a path
         as seen after the chroot.
     @ivar umask: the umask to set at startup, or L{None} to keep it.
+    @ivar youngGeneration: the garbage collector's threshold for its
+        youngest generation (L{sc_remoted.collector}), or L{None} to
+        keep CPython's.
     """
 
     daemon: bool = False
     pidfile: Optional[str] = None
     umask: Optional[int] = None
+    youngGeneration: Optional[int] = None
 
 
 class ProcessService(MultiService):
@@ -80,7 +85,8 @@ class ProcessService(MultiService):
     The service twistd runs: the daemon's tree (C{remoted}) inside the
     process's own start and stop.
 
-    Start: L{ShutdownSignals.arm}, the umask, daemonizing, the tree's
+    Start: L{ShutdownSignals.arm}, the umask, the collector's pace,
+    daemonizing, the tree's
     listeners, the pidfile; then the tree's C{startService}, and only
     then is a waiting parent told that the daemon runs.  A failure on
     the way abandons what listens, removes the pidfile, reports one line
@@ -115,6 +121,8 @@ class ProcessService(MultiService):
         self._signals.arm()
         if self.settings.umask is not None:
             os.umask(self.settings.umask)
+        if self.settings.youngGeneration is not None:
+            paceCollector(self.settings.youngGeneration)
         if self.settings.daemon:
             self._parent = daemonize(self._reactor, self._stderr)
         try:

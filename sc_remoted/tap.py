@@ -28,6 +28,7 @@ from twisted.internet import reactor as globalReactor
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
+from .collector import YOUNG_GENERATION
 from .controller import Controller
 from .endpoints import AddressError, ListenAddress
 from .logs import twistdLogfile
@@ -209,13 +210,15 @@ def takeOverProcess(twistd: TwistdOptions) -> ProcessSettings:
     What twistd's options ask of the process, which L{ProcessService}
     does from now on: twistd is left to run in the foreground, without a
     pidfile.  A daemon gets twistd's default umask, 077, unless
-    C{--umask} (which twistd still sets) says otherwise.
+    C{--umask} (which twistd still sets) says otherwise; the process,
+    the daemon's pace of garbage collection (L{sc_remoted.collector}).
     """
     daemon = not twistd["nodaemon"]
     settings = ProcessSettings(
         daemon=daemon,
         pidfile=twistd["pidfile"] or None,
         umask=0o077 if daemon and twistd["umask"] is None else None,
+        youngGeneration=YOUNG_GENERATION,
     )
     twistd["nodaemon"] = True
     twistd["pidfile"] = ""

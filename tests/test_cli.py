@@ -20,7 +20,9 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 import sc_remoted
 from sc_remoted import cli
+from sc_remoted.collector import YOUNG_GENERATION
 from sc_remoted.options import OPTIONS
+from sc_remoted.process import ProcessSettings
 
 from .realprocs import (
     LOOPBACK,
@@ -561,3 +563,16 @@ class ConsoleScriptTests(TestCase):
         result = yield runToCompletion(reactor, [sys.executable, script, "-v"], 20, self)
         self.assertEqual(result.exitCode, 0, result)
         self.assertTrue(result.out.startswith(b"sc_remoted "), result)
+
+
+class ProcessSettingsTests(SynchronousTestCase):
+    """L{cli.processSettings}: what the command line asks of the process."""
+
+    def test_settings(self):
+        """-D and -e, the pidfile as seen after -R, and the daemon's pace of garbage collection."""
+        invocation = cli.parseCommandLine(BASE + ["-D", "-e", "run/x.pid", "-R", "/srv/jail"])
+        self.assertEqual(
+            cli.processSettings(invocation),
+            ProcessSettings(daemon=True, pidfile="/run/x.pid", youngGeneration=YOUNG_GENERATION),
+        )
+        self.assertEqual(cli.processSettings(cli.parseCommandLine(BASE)), ProcessSettings(youngGeneration=YOUNG_GENERATION))

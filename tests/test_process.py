@@ -6,6 +6,7 @@ daemon's word to its parent, and the signal handling at each moment.
 The same behaviour, as real processes, is in test_cli and test_twistd.
 """
 
+import gc
 import io
 import os
 import signal
@@ -79,6 +80,27 @@ class ProcessServiceTests(SynchronousTestCase):
         remoted = makeRemotedService(controller, endpoints)
         settings = ProcessSettings(pidfile=self.pidfile)
         return ProcessService(remoted, settings, self.signals, self.reactor, describe, self.stderr)
+
+    def test_collectorPaced(self):
+        """The settings' pace of garbage collection is set at the start; none keeps the process's."""
+        self.addCleanup(gc.set_threshold, *gc.get_threshold())
+        gc.set_threshold(700, 10, 10)
+        controller = Controller(self.reactor, self.directory)
+        service = ProcessService(
+            makeRemotedService(controller, []), ProcessSettings(), self.signals, self.reactor, stderr=self.stderr
+        )
+        service.privilegedStartService()
+        self.assertEqual(gc.get_threshold(), (700, 10, 10))
+        controller = Controller(self.reactor, self.directory)
+        service = ProcessService(
+            makeRemotedService(controller, []),
+            ProcessSettings(youngGeneration=4321),
+            self.signals,
+            self.reactor,
+            stderr=self.stderr,
+        )
+        service.privilegedStartService()
+        self.assertEqual(gc.get_threshold(), (4321, 10, 10))
 
     def test_pidfile(self):
         """Written once everything listens, holding our pid; removed at stop, after the tree."""

@@ -17,6 +17,7 @@ from twisted.python.usage import UsageError
 from twisted.scripts._twistd_unix import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
+from sc_remoted.collector import YOUNG_GENERATION
 from sc_remoted.process import ProcessService, ProcessSettings
 from sc_remoted.service import ControllerService, ListeningService, StartupError
 from sc_remoted.tap import Options, buildService, loadTLS, makeService, takeOverProcess
@@ -175,10 +176,15 @@ class TwistdFrontDoorTests(SynchronousTestCase):
         """Daemonizing and the pidfile become the service's; twistd keeps neither."""
         config = self.twistd("--pidfile", "run.pid", "sc_remoted", "--port", "1", "--sockets", self.directory)
         settings = takeOverProcess(config)
-        self.assertEqual(settings, ProcessSettings(daemon=True, pidfile=os.path.abspath("run.pid"), umask=0o077))
+        self.assertEqual(
+            settings,
+            ProcessSettings(
+                daemon=True, pidfile=os.path.abspath("run.pid"), umask=0o077, youngGeneration=YOUNG_GENERATION
+            ),
+        )
         self.assertEqual((config["nodaemon"], config["pidfile"]), (True, ""))
         config = self.twistd("-n", "--umask", "022", "--pidfile", "", "sc_remoted", "--port", "1", "--mux", "/tmp/m")
-        self.assertEqual(takeOverProcess(config), ProcessSettings())
+        self.assertEqual(takeOverProcess(config), ProcessSettings(youngGeneration=YOUNG_GENERATION))
 
     def test_makeService(self):
         config = self.twistd("-n", "--pidfile", "", "sc_remoted", "--port", "1", "--sockets", self.directory)
