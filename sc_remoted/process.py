@@ -86,12 +86,12 @@ class ProcessService(MultiService):
     process's own start and stop.
 
     Start: L{ShutdownSignals.arm}, the umask, the collector's pace,
-    daemonizing, the tree's
-    listeners, the pidfile; then the tree's C{startService}, and only
-    then is a waiting parent told that the daemon runs.  A failure on
-    the way abandons what listens, removes the pidfile, reports one line
-    (to stderr, or to the parent, which prints it) and exits with
-    L{EXIT_STARTUP}.  Stop: the tree, then the pidfile.
+    daemonizing, the tree's listeners, the pidfile; then the tree's
+    C{startService}, and only then is a waiting parent told that the
+    daemon runs.  A failure on the way abandons what listens, removes
+    the pidfile, reports one line (to stderr, or to the parent, which
+    prints it) and exits with L{EXIT_STARTUP}.  Stop: the tree, then the
+    pidfile.
 
     @param describe: rewrites an error message for the front door in
         use (the C{sc_remoted} command names C flags).

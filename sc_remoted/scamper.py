@@ -6,9 +6,10 @@ Each read goes to L{Link.receive} in one call; what comes back is done
 in order: one write of the read's ACKs to scamper, one write per channel
 end, then registration requests to the registry (L{IScamperSessions}),
 or the protocol error.  What one turn of the reactor writes to scamper
-over a socket is sent in one call at the turn's end (L{Coalescer}).  The connection's timers (docs/protocol.rst 3.7)
-are the link's; here they are one C{callLater}, re-armed only when it
-fires, so that no message pays for rescheduling a timer.
+over a socket is sent in one call at the turn's end (L{Coalescer}).
+The connection's timers (docs/protocol.rst 3.7) are the link's; here
+they are one C{callLater}, re-armed only when it fires, so that no
+message pays for rescheduling a timer.
 """
 
 from typing import List, Optional, Union

@@ -210,8 +210,8 @@ def takeOverProcess(twistd: TwistdOptions) -> ProcessSettings:
     What twistd's options ask of the process, which L{ProcessService}
     does from now on: twistd is left to run in the foreground, without a
     pidfile.  A daemon gets twistd's default umask, 077, unless
-    C{--umask} (which twistd still sets) says otherwise; the process,
-    the daemon's pace of garbage collection (L{sc_remoted.collector}).
+    C{--umask} (which twistd still sets) says otherwise.  The process
+    gets the daemon's pace of garbage collection (L{sc_remoted.collector}).
     """
     daemon = not twistd["nodaemon"]
     settings = ProcessSettings(
