@@ -764,7 +764,7 @@ def cDaemonPath():
 
 _LIMIT_OPTIONS = None
 
-# twistd's --reactor for our daemon (--ours-reactor); None: twistd's default.
+# twistd's --reactor for our daemon (--ours-reactor); None: the daemon's own.
 OURS_REACTOR = None
 
 
@@ -1490,7 +1490,8 @@ def main(argv=None):
     p.add_argument("--json", default=None, help="write all results here (default bench/results-DATE.json)")
     p.add_argument("--plot", default=None, help="write the plot here (PNG; needs matplotlib)")
     p.add_argument("--ours-reactor", default=None, metavar="NAME",
-                   help="run ours with twistd --reactor=NAME (e.g. sc_remoted; default: twistd's own)")
+                   help="run ours with twistd --reactor=NAME (e.g. epoll, Twisted's own; default: the daemon's, "
+                        "sc_remoted/reactor.py)")
     p.add_argument("--c-daemon", default=None, help="path of the C sc_remoted (default /usr/bin/sc_remoted)")
     p.add_argument("--no-pin", action="store_true",
                    help="do not pin the daemon and the generator to separate CPUs")

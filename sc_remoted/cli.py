@@ -151,11 +151,16 @@ def run(argv: Sequence[str]) -> int:
         sys.stdout.write("sc_remoted %s (Python, on Twisted)\n" % (__version__,))
         return 0
 
-    # The reactor first: importing the plugin installs the default one.
+    # The reactor first, before anything imports it: -O select's, or the
+    # daemon's own (sc_remoted.reactor).
     if invocation.reactor is not None:
         from twisted.application.reactors import installReactor
 
         installReactor(invocation.reactor)
+    else:
+        from .reactor import installDefault
+
+        installDefault()
     from twisted.python.usage import UsageError
 
     from . import tap

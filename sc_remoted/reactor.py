@@ -18,12 +18,17 @@ a legacy line that Twisted writes while it handles an event (its report
 of a protocol's exception) carries C{[-]} instead of the connection's
 prefix.
 
-It is chosen with twistd's reactor option, C{twistd
---reactor=sc_remoted ...} (the plugin in C{twisted/plugins}); without
-it, twistd's default reactor runs the daemon unchanged.
+It is the daemon's reactor unless the operator names one: both front
+doors (C{twistd sc_remoted} and the C{sc_remoted} command) call
+L{installDefault} before anything imports the reactor, and twistd's
+C{--reactor} (C{--reactor=epoll} for Twisted's own), or the C daemon's
+C{-O select}, installs another first.  C{twistd --reactor=sc_remoted}
+names it explicitly (the plugin in C{twisted/plugins}).  An application
+that embeds the daemon keeps the reactor it installed.
 """
 
 import errno
+import sys
 
 from twisted.internet import epollreactor
 from twisted.internet.main import installReactor
@@ -68,3 +73,14 @@ def _logPrefix(selectable) -> str:
 def install() -> None:
     """Install L{EPollReactor} as the reactor, for twistd's C{--reactor}."""
     installReactor(EPollReactor())
+
+
+def installDefault() -> bool:
+    """
+    Install L{EPollReactor}, the daemon's default, unless a reactor is
+    installed already (the operator chose one); whether it did.
+    """
+    if "twisted.internet.reactor" in sys.modules:
+        return False
+    install()
+    return True

@@ -24,7 +24,6 @@ from typing import List, Optional, Tuple
 
 from twisted.application.app import ServerOptions as TwistdOptions
 from twisted.application.service import IService, MultiService
-from twisted.internet import reactor as globalReactor
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
@@ -35,6 +34,7 @@ from .logs import twistdLogfile
 from .mux.listen import makeMuxServices, muxTLS
 from .mux.metadata import Metadata, MetadataError, readMetadata
 from .options import OPTIONS, Configuration, ConfigurationError, Option, configure
+from .reactor import installDefault as installDefaultReactor
 from .process import EXIT_STARTUP, EXIT_USAGE, ProcessService, ProcessSettings, reportError
 from .service import SighupService, StartupError, makeRemotedService
 from .shutdown import ShutdownSignals
@@ -75,15 +75,34 @@ class Options(usage.Options):
         }
     )
 
-    reactor = globalReactor
     chroot: Optional[str] = None
     config: Configuration
+    _reactor = None
+
+    @property
+    def reactor(self):
+        """
+        The reactor the service will use: the global one unless a test
+        or an application set another; looked up when first asked for,
+        so that importing this module installs none.
+        """
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        return self._reactor
+
+    @reactor.setter
+    def reactor(self, reactor) -> None:
+        self._reactor = reactor
 
     def parseOptions(self, options=None) -> None:
         twistd = _twistd(self)
         if twistd is None:
             _checkShellCompletion(options)
             return usage.Options.parseOptions(self, options)
+        # twistd has installed the reactor its --reactor named, if any.
+        installDefaultReactor()
         try:
             _checkShellCompletion(options)
             usage.Options.parseOptions(self, options)
@@ -229,15 +248,18 @@ def buildService(
     config: Configuration,
     tls: Optional[ReloadableServerTLS] = None,
     muxTLS: Optional[ReloadableServerTLS] = None,
-    reactor=globalReactor,
+    reactor=None,
 ) -> MultiService:
     """
     The daemon's service tree for C{config}, with the TLS that
-    L{loadTLS} read.  Its start first checks what needs the file system
-    (the sockets directory, the mux socket's directory, the meta-file).
+    L{loadTLS} read, on C{reactor} (the global one if C{None}).  Its
+    start first checks what needs the file system (the sockets
+    directory, the mux socket's directory, the meta-file).
 
     @raise StartupError: for an endpoint Twisted cannot make.
     """
+    if reactor is None:
+        from twisted.internet import reactor
     controller = Controller(
         reactor,
         config.sockets,

@@ -456,6 +456,25 @@ class ProcessTests(TestCase):
         self.assertEqual(sorted(os.listdir(jail)), ["dev", "sockets"])
         self.assertEqual(os.listdir(os.path.join(jail, "sockets")), [])
 
+    @defer.inlineCallbacks
+    def test_reactor(self):
+        """
+        The daemon's own reactor (sc_remoted/reactor.py) unless -O select
+        asks for Twisted's select reactor; twistd names it in the log.
+        """
+        from .test_twistd import connectWhenListening
+
+        for extra, expected in (([], "sc_remoted.reactor.EPollReactor"),
+                                (["-O", "select"], "twisted.internet.selectreactor.SelectReactor")):
+            port = freePort()
+            process = spawn(self, reactor, COMMAND + ["-P", "127.0.0.1:%d" % (port,), "-U", self.directory] + extra)
+            scamper = yield connectWhenListening(port, 20)
+            yield waitFor(reactor, lambda: scamper.identity, 10, "MASTER_ID")
+            process.kill(signal.SIGTERM)
+            result = yield process.wait(20)
+            self.assertEqual((result.exitCode, result.signal), (0, None), result)
+            self.assertIn("reactor class: %s." % (expected,), process.output())
+
     def _kill(self, pid):
         if not processGone(pid):
             os.kill(pid, signal.SIGKILL)

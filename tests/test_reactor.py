@@ -3,9 +3,14 @@ L{sc_remoted.reactor.EPollReactor}, a reactor of its own (not the one the
 tests run on): every ready descriptor's event reaches it without a log
 context around it, and one that raises is logged, naming the descriptor,
 without costing the other events of the poll.
+
+L{installDefault} makes it the daemon's reactor where none is installed.
 """
 
+import os
 import socket
+import subprocess
+import sys
 from typing import List
 
 from twisted.internet.error import ConnectionDone
@@ -13,7 +18,10 @@ from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python import context, log
 from twisted.trial.unittest import SynchronousTestCase
 
-from sc_remoted.reactor import EPollReactor
+import sc_remoted
+from sc_remoted.reactor import EPollReactor, installDefault
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(sc_remoted.__file__)))
 
 
 class Reader:
@@ -100,3 +108,31 @@ class EPollReactorTests(SynchronousTestCase):
         reader = self.reader("idle")
         self.reactor.doIteration(0)
         self.assertEqual((reader.read, reader.systems), ([], []))
+
+
+class InstallDefaultTests(SynchronousTestCase):
+    def test_installedWhereNoneIs(self) -> None:
+        """
+        In a process with no reactor yet, L{installDefault} installs
+        L{EPollReactor} and says so; once one is installed, it leaves it.
+        """
+        program = (
+            "import sys; sys.path.insert(0, %r)\n"
+            "from sc_remoted.reactor import installDefault\n"
+            "first = installDefault()\n"
+            "second = installDefault()\n"
+            "from twisted.internet import reactor\n"
+            "print(first, second, type(reactor).__module__, type(reactor).__name__)\n" % (REPO,)
+        )
+        done = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=60, text=True)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout, "True False sc_remoted.reactor EPollReactor\n")
+
+    def test_leavesAnInstalledOne(self) -> None:
+        """Where a reactor is installed (here trial's), nothing changes."""
+        from twisted.internet import reactor
+
+        self.assertFalse(installDefault())
+        from twisted.internet import reactor as after
+
+        self.assertIs(after, reactor)

@@ -108,27 +108,28 @@ class TwistdTests(TestCase):
         self.assertNotIn(b"Traceback", result.out + result.err, result)
         return result
 
+    @defer.inlineCallbacks
     def test_servesAndStopsOnSigterm(self):
         """
         The plugin is found and serves: a hand-made MASTER_NEW gets its
         MASTER_ID and a socket, a real scamper measures through its socket.
         SIGHUP is survived.  SIGTERM then ends the process, closing the scamper connections and
-        leaving the sockets directory empty.
+        leaving the sockets directory empty.  Without C{--reactor} the
+        daemon runs on its own (sc_remoted/reactor.py), which twistd names
+        in its log.
         """
-        return self.servesAndStops()
+        twistd = yield self.servesAndStops()
+        self.assertIn("reactor class: sc_remoted.reactor.EPollReactor", twistd.output())
 
     test_servesAndStopsOnSigterm.timeout = 60  # type: ignore[attr-defined]
 
     @defer.inlineCallbacks
-    def test_ourReactor(self):
-        """
-        The same with C{--reactor=sc_remoted} (sc_remoted/reactor.py), which
-        twistd finds through the plugin and names in its log.
-        """
-        twistd = yield self.servesAndStops("--reactor=sc_remoted")
-        self.assertIn("reactor class: sc_remoted.reactor.EPollReactor", twistd.output())
+    def test_reactorOption(self):
+        """The same on the reactor twistd's C{--reactor} names: Twisted's own epoll reactor."""
+        twistd = yield self.servesAndStops("--reactor=epoll")
+        self.assertIn("reactor class: twisted.internet.epollreactor.EPollReactor", twistd.output())
 
-    test_ourReactor.timeout = 60  # type: ignore[attr-defined]
+    test_reactorOption.timeout = 60  # type: ignore[attr-defined]
 
     @defer.inlineCallbacks
     def servesAndStops(self, *twistdOptions):
