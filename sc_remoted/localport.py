@@ -31,6 +31,14 @@ and of an arrival (docs/performance.rst):
    With the C{bind} that finds the path taken (C{EADDRINUSE}, also for a
    file or a symlink there), an arrival costs the system calls the C
    daemon's does, and the umask's two.
+ - Twisted reads a new connection when the next poll says it is
+   readable.  A client that writes as it connects (sc_attach, the scamper
+   module, a script's command) has its first bytes in the socket by the
+   time it is accepted, so L{LocalPort} reads them in the same call: the
+   channel's CHANNEL_NEW and its first data then reach scamper in one
+   write (L{sc_remoted.coalesce}), and the poll that would have reported
+   them is saved.  A client that sent nothing costs one C{recv} that
+   finds nothing.
 
 Writing, half-closes, producers and the handling of errors are Twisted's.
 """
@@ -52,12 +60,26 @@ _UNNAMED = address.UNIXAddress("")
 
 
 class LocalServer(unix.Server):
-    """A local client's connection, read with C{recv}: no ancillary data."""
+    """
+    A local client's connection, read with C{recv}: no ancillary data.
+
+    @ivar reading: whether it is being read, which its protocol can pause
+        (the flow policy does while scamper's window is full).
+    """
 
     _shouldShutdown = False
+    reading = False
 
     def doRead(self):
         return tcp.Connection.doRead(self)
+
+    def startReading(self) -> None:
+        self.reading = True
+        unix.Server.startReading(self)
+
+    def stopReading(self) -> None:
+        self.reading = False
+        unix.Server.stopReading(self)
 
 
 class LocalPort(unix.Port):
@@ -141,6 +163,25 @@ class LocalPort(unix.Port):
             protocol.makeConnection(transport)
         except BaseException:
             log.failure("connecting a client of {path} failed", path=os.fsdecode(self._bindPath))
+            transport.abortConnection()
+            return
+        self._readEarly(transport)
+
+    def _readEarly(self, transport: LocalServer) -> None:
+        """
+        Read what a client just accepted has sent already (the module
+        docstring says why), unless its protocol paused reading or closed
+        it.  The end of its stream, or an error, is left where it is, for
+        the next poll to report as Twisted does; an exception from the
+        protocol is logged and costs the client its connection, not the
+        port.
+        """
+        if not (transport.reading and transport.connected) or transport.disconnecting:
+            return
+        try:
+            transport.doRead()
+        except BaseException:
+            log.failure("reading a client of {path} failed", path=os.fsdecode(self._bindPath))
             transport.abortConnection()
 
     def loseConnection(self, connDone: Failure = Failure(main.CONNECTION_DONE)) -> defer.Deferred:

@@ -259,6 +259,90 @@ class LocalPortTests(unittest.TestCase):
 
         return deferLater(reactor, 0, lambda: None).addCallback(dropped)
 
+    def acceptedProtocol(self, port: LocalPort) -> Recorder:
+        """Let the port accept the waiting client; its protocol, closed at cleanup."""
+        port.doRead()
+        protocol = self.built[-1]
+        self.addCleanup(protocol.transport.abortConnection)
+        return protocol
+
+    def test_readsWhatWaitsAtAccept(self) -> None:
+        """
+        What a client sent before it was accepted reaches the protocol in
+        the accept, without waiting for the next poll.
+        """
+        port = self.listen()
+        client = self.connect()
+        client.sendall(b"attach\n")
+        protocol = self.acceptedProtocol(port)
+        self.assertEqual(protocol.received, [b"attach\n"])
+        self.assertFalse(protocol.lost)
+
+    def test_pausedNotReadAtAccept(self) -> None:
+        """A protocol that pauses reading as it connects gets nothing until it resumes."""
+        port = self.listen()
+        client = self.connect()
+        client.sendall(b"attach\n")
+
+        class Pausing(Recorder):
+            def connectionMade(self) -> None:
+                self.transport.pauseProducing()
+
+        def build(addr: object) -> Recorder:
+            self.built.append(Pausing())
+            return self.built[-1]
+
+        self.factory.buildProtocol = build  # type: ignore[method-assign]
+        protocol = self.acceptedProtocol(port)
+        self.assertEqual(protocol.received, [])
+        self.assertFalse(protocol.transport.reading)
+        protocol.transport.resumeProducing()
+        self.assertTrue(protocol.transport.reading)
+        protocol.transport.doRead()
+        self.assertEqual(protocol.received, [b"attach\n"])
+
+    def test_endOfFileLeftForThePoll(self) -> None:
+        """
+        A client that closed before it was accepted: the accept leaves its
+        end of file for the next poll, which reports it as Twisted does.
+        """
+        port = self.listen()
+        client = self.connect()
+        client.sendall(b"attach\n")
+        client.close()
+        protocol = self.acceptedProtocol(port)
+        self.assertEqual(protocol.received, [b"attach\n"])
+        self.assertFalse(protocol.lost)
+        self.assertTrue(protocol.transport.connected)
+        self.assertIsNotNone(protocol.transport.doRead())
+
+    def test_readAtAcceptFails(self) -> Deferred:
+        """
+        A protocol that raises on what was read at the accept: logged, its
+        client dropped, the port goes on and accepts the next.
+        """
+        port = self.listen()
+        client = self.connect()
+        client.sendall(b"attach\n")
+
+        class Failing(Recorder):
+            def dataReceived(self, data: bytes) -> None:
+                raise RuntimeError("no")
+
+        self.factory.buildProtocol = lambda addr: Failing()  # type: ignore[method-assign]
+        port.doRead()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(port.connected)
+        self.factory.buildProtocol = self._build  # type: ignore[method-assign]
+        self.accept(port)
+        self.assertEqual(len(self.built), 1)
+
+        def dropped(ignored: None) -> None:
+            client.settimeout(1)
+            self.assertEqual(client.recv(10), b"")
+
+        return deferLater(reactor, 0, lambda: None).addCallback(dropped)
+
     def test_closeWithoutShutdown(self) -> None:
         """
         Closing a client's connection ends its stream (the client reads
