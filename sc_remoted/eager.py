@@ -31,8 +31,7 @@ any other transport (TLS, test doubles) is written to as usual.
 from typing import List
 
 from twisted.internet import tcp
-from twisted.internet.main import CONNECTION_DONE
-from twisted.python.failure import Failure
+from twisted.internet.protocol import connectionDone
 
 
 class Writer:
@@ -80,7 +79,9 @@ class Writer:
         if descriptor is not None and _idle(descriptor) and descriptor.producer is None:
             descriptor.stopReading()
             descriptor.stopWriting()
-            descriptor.connectionLost(Failure(CONNECTION_DONE))
+            # One Failure for every close, as Twisted's reactors share theirs
+            # (a new one is about a microsecond: its class's MRO is walked).
+            descriptor.connectionLost(connectionDone)
             return
         self._transport.loseConnection()  # type: ignore[attr-defined]
 
