@@ -767,6 +767,13 @@ _LIMIT_OPTIONS = None
 # twistd's --reactor for our daemon (--ours-reactor); None: the daemon's own.
 OURS_REACTOR = None
 
+# Where each daemon's directory (its sockets directory inside) is made
+# (--socket-base).  Binding a UNIX socket makes an inode in that file
+# system, whose cost is the file system's: on this project's ext4 test
+# machines it grows with the files deleted in the last half minute
+# (docs/performance.rst), on tmpfs (/dev/shm) it does not.
+SOCKET_BASE = "/tmp"
+
 
 def oursLimitOptions(env):
     """
@@ -796,7 +803,7 @@ class Daemon:
     def __init__(self, kind, zombie=0, cPath=None):
         self.kind = kind
         self.port = freePort()
-        self.dir = tempfile.mkdtemp(dir="/tmp", prefix="scb")
+        self.dir = tempfile.mkdtemp(dir=SOCKET_BASE, prefix="scb")
         self.sockets = os.path.join(self.dir, "s")
         os.mkdir(self.sockets)
         self.logPath = os.path.join(self.dir, "daemon.log")
@@ -1492,10 +1499,13 @@ def main(argv=None):
     p.add_argument("--ours-reactor", default=None, metavar="NAME",
                    help="run ours with twistd --reactor=NAME (e.g. epoll, Twisted's own; default: the daemon's, "
                         "sc_remoted/reactor.py)")
+    p.add_argument("--socket-base", default="/tmp", metavar="DIR",
+                   help="make each daemon's directory, its sockets directory inside, in DIR (default /tmp; "
+                        "/dev/shm for tmpfs)")
     p.add_argument("--c-daemon", default=None, help="path of the C sc_remoted (default /usr/bin/sc_remoted)")
     p.add_argument("--no-pin", action="store_true",
                    help="do not pin the daemon and the generator to separate CPUs")
-    p.add_argument("--keep-logs", action="store_true", help="keep each daemon's directory and log in /tmp")
+    p.add_argument("--keep-logs", action="store_true", help="keep each daemon's directory and log (in --socket-base)")
     p.add_argument("--report", metavar="JSON", default=None,
                    help="print the tables of a saved run (and --plot it) instead of measuring")
     p.add_argument("--compare", metavar="JSON", nargs=2, default=None,
@@ -1517,8 +1527,9 @@ def main(argv=None):
         opts.mixed_seconds = min(opts.mixed_seconds, 2)
         opts.latency_seconds = min(opts.latency_seconds, 0.3)
 
-    global OURS_REACTOR
+    global OURS_REACTOR, SOCKET_BASE
     OURS_REACTOR = opts.ours_reactor
+    SOCKET_BASE = opts.socket_base
     raiseNofile()
     pinCpus(not opts.no_pin)
     daemons = [d.strip() for d in opts.daemons.split(",") if d.strip()]
@@ -1576,8 +1587,8 @@ def main(argv=None):
 
     started = datetime.datetime.now(datetime.timezone.utc)
     info = machine()
-    print("sc_bench %s: daemons %s, %d repetition(s); machine %s" % (
-        started.strftime("%Y-%m-%d %H:%M UTC"), "+".join(daemons), opts.reps,
+    print("sc_bench %s: daemons %s, %d repetition(s), sockets under %s; machine %s" % (
+        started.strftime("%Y-%m-%d %H:%M UTC"), "+".join(daemons), opts.reps, SOCKET_BASE,
         json.dumps(info)), flush=True)
 
     def log(text):

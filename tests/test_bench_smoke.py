@@ -31,7 +31,7 @@ class BenchSmokeTests(TestCase):
             raise SkipTest("bench/sc_bench.py is not in this tree")
         twistdScript()  # skips where there is no twistd to run our daemon
 
-    def bench(self, scenario: str, daemon: str = "ours") -> dict:
+    def bench(self, scenario: str, daemon: str = "ours", *options: str) -> dict:
         """
         Run one scenario in quick mode, check that each of its cases was
         correct, and return the (last) case's result.
@@ -40,7 +40,8 @@ class BenchSmokeTests(TestCase):
         self.addCleanup(shutil.rmtree, directory, True)
         out = os.path.join(directory, "results.json")
         proc = subprocess.run(
-            [sys.executable, BENCH, "--quick", "--no-pin", "--daemons", daemon, "--scenarios", scenario, "--json", out],
+            [sys.executable, BENCH, "--quick", "--no-pin", "--daemons", daemon, "--scenarios", scenario, "--json", out,
+             *options],
             capture_output=True,
             text=True,
             timeout=150,
@@ -83,6 +84,16 @@ class BenchSmokeTests(TestCase):
         self.assertEqual(run["socket files left"], 0)
         self.assertEqual(run["sockets missing at MASTER_ID"], 0)
         self.assertLessEqual(run["fd growth"], 0)
+
+    def test_socketBase(self) -> None:
+        """--socket-base: each daemon's directory, sockets and log inside, is made there."""
+        base = tempfile.mkdtemp(prefix="scbb", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        self.addCleanup(shutil.rmtree, base, True)
+        run = self.bench("churn", "ours", "--socket-base", base, "--keep-logs")
+        self.assertEqual(run["socket files left"], 0)
+        (kept,) = os.listdir(base)
+        self.assertTrue(kept.startswith("scb"), kept)
+        self.assertEqual(sorted(os.listdir(os.path.join(base, kept))), ["daemon.log", "s", "stdout.log"])
 
     def test_mixed(self) -> None:
         """A small fleet with results and commands: every result byte checked, every command answered."""
