@@ -17,7 +17,8 @@ Scenarios (see C{--help} and docs/performance.rst):
   up       the reverse: the client writes N MB, scamper receives it
   latency  short request/response round trips through 1 and 32 channels
   scale    N VPs connect at once: time until every socket exists, RSS per
-           VP, idle CPU, then one round trip through each VP
+           VP, idle CPU, then round trips on fresh channels through every
+           VP (rounds through all of them, 10 000 in all at least)
   churn    connect/register/disconnect cycles: rate, and leaks of fds,
            socket files and memory
 
@@ -1019,7 +1020,7 @@ def scenarioLatency(loop, daemon, channels, duration, warmup=5, quickack=False):
     }
 
 
-def scenarioScale(loop, daemon, nvps, idle, concurrency=256):
+def scenarioScale(loop, daemon, nvps, idle, freshMinimum=0, concurrency=256):
     app = ScamperApp()
     rss0, fd0 = daemon.rss(), daemon.fds()
     cpu0, g0, t0 = daemon.cpu(), genCpu(), time.perf_counter()
@@ -1058,9 +1059,13 @@ def scenarioScale(loop, daemon, nvps, idle, concurrency=256):
         "connect CPU s": connectCpu,
         "sockets": state["sockets"],
     })
-    # One round trip through each VP, C{concurrency} at a time.
+    # Round trips on fresh channels, C{concurrency} at a time: as many
+    # rounds through every VP as make at least C{freshMinimum} in all (one
+    # round at least), so that the figure is more than a few clock ticks of
+    # the daemon's CPU.
+    rounds = max(1, -(-freshMinimum // nvps))
     samples = []
-    queue = collections.deque(scampers)
+    queue = collections.deque(scampers * rounds)
     active = []
     okCount = [0]
     rc0, r0 = daemon.cpu(), time.perf_counter()
@@ -1082,12 +1087,12 @@ def scenarioScale(loop, daemon, nvps, idle, concurrency=256):
             active.append(c)
         return not queue and not active
 
-    loop.runUntil(refill, 120 + nvps / 50, "a round trip through each of %d VPs" % nvps)
+    loop.runUntil(refill, 120 + nvps * rounds / 50, "%d round(s) of round trips through each of %d VPs" % (rounds, nvps))
     r1 = time.perf_counter()
     loop.runUntil(lambda: app.openChannels == 0, 30, "every channel closed")
     rc1 = daemon.cpu()
     g1 = genCpu()
-    ok = (not loop.errors and okCount[0] == nvps and state["sockets"] >= nvps
+    ok = (not loop.errors and okCount[0] == nvps * rounds and state["sockets"] >= nvps
           and all(s.registered and not s.closed for s in scampers) and daemon.alive())
     for s in scampers:
         s.close()
@@ -1095,12 +1100,13 @@ def scenarioScale(loop, daemon, nvps, idle, concurrency=256):
     result = loop.result
     result.update({
         "round trips s": r1 - r0,
-        "fresh round trips/s": nvps / (r1 - r0),
-        "daemon CPU us/fresh round trip": (rc1 - rc0) / nvps * 1e6,
+        "fresh round trips/s": nvps * rounds / (r1 - r0),
+        "daemon CPU us/fresh round trip": (rc1 - rc0) / (nvps * rounds) * 1e6,
         "round trip p50 us": percentile(samples, 0.5) / 1e3,
         "round trip p99 us": percentile(samples, 0.99) / 1e3,
         "generator CPU s": g1 - g0,
         "round trips ok": okCount[0],
+        "fresh rounds": rounds,
         "ok": ok,
     })
     return result
@@ -1487,6 +1493,9 @@ def main(argv=None):
     p.add_argument("--latency-seconds", type=float, default=4.0)
     p.add_argument("--vps", default="1000,5000,10000", help="VP counts for the scale scenario")
     p.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement (default 10)")
+    p.add_argument("--fresh-minimum", type=int, default=10000, metavar="N",
+                   help="scale: rounds of fresh-channel round trips through every VP until at least N in all "
+                        "(default 10000; one round at least)")
     p.add_argument("--churn", default="5000,20000", help="churn cycles, comma-separated (default 5000,20000)")
     p.add_argument("--mixed-vps", type=int, default=1000, help="VPs of the mixed-fleet scenario (default 1000)")
     p.add_argument("--mixed-seconds", type=float, default=60,
@@ -1522,6 +1531,7 @@ def main(argv=None):
         opts.sizes = ""
         opts.vps = "10"
         opts.idle = min(opts.idle, 0.5)
+        opts.fresh_minimum = 0
         opts.churn = "50"
         opts.mixed_vps = min(opts.mixed_vps, 10)
         opts.mixed_seconds = min(opts.mixed_seconds, 2)
@@ -1571,7 +1581,7 @@ def main(argv=None):
                                                           fdCapacity()), flush=True)
                     n = fdCapacity()
                     name = "%d VPs*" % n
-                cases.append((sc, name, scenarioScale, (n, opts.idle), 900, n, WINDOW))
+                cases.append((sc, name, scenarioScale, (n, opts.idle, opts.fresh_minimum), 900, n, WINDOW))
         elif sc == "churn":
             for n in churns:
                 cases.append((sc, "%d cycles" % n, scenarioChurn, (n,), 0, n, WINDOW))
