@@ -75,7 +75,7 @@ class Invocation(NamedTuple):
     chroot: Optional[str] = None
     logfile: Optional[str] = None
     noTimes: bool = False
-    reactor: Optional[str] = None  # a twistd reactor short name to install, or None
+    reactor: Optional[str] = None  # a twistd reactor short name to install; None: the daemon's own
 
 
 def parseCommandLine(argv: Sequence[str]) -> Invocation:

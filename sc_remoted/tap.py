@@ -34,8 +34,8 @@ from .logs import twistdLogfile
 from .mux.listen import makeMuxServices, muxTLS
 from .mux.metadata import Metadata, MetadataError, readMetadata
 from .options import OPTIONS, Configuration, ConfigurationError, Option, configure
-from .reactor import installDefault as installDefaultReactor
 from .process import EXIT_STARTUP, EXIT_USAGE, ProcessService, ProcessSettings, reportError
+from .reactor import installDefault as installDefaultReactor
 from .service import SighupService, StartupError, makeRemotedService
 from .shutdown import ShutdownSignals
 from .sockets import SocketFileError, checkSocketsDirectory
@@ -83,14 +83,14 @@ class Options(usage.Options):
     def reactor(self):
         """
         The reactor the service will use: the global one unless a test
-        or an application set another; looked up when first asked for,
-        so that importing this module installs none.
+        or an application set another; looked up when asked for, so that
+        importing this module installs none.
         """
-        if self._reactor is None:
-            from twisted.internet import reactor
+        if self._reactor is not None:
+            return self._reactor
+        from twisted.internet import reactor
 
-            self._reactor = reactor
-        return self._reactor
+        return reactor
 
     @reactor.setter
     def reactor(self, reactor) -> None:

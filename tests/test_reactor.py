@@ -7,7 +7,6 @@ without costing the other events of the poll.
 L{installDefault} makes it the daemon's reactor where none is installed.
 """
 
-import os
 import socket
 import subprocess
 import sys
@@ -18,10 +17,9 @@ from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python import context, log
 from twisted.trial.unittest import SynchronousTestCase
 
-import sc_remoted
 from sc_remoted.reactor import EPollReactor, installDefault
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(sc_remoted.__file__)))
+from .test_cli import REPO
 
 
 class Reader:
