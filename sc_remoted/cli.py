@@ -23,7 +23,7 @@ import textwrap
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
 from . import __version__, logs
-from .options import COMMAND_OPTIONS, OPTIONS, Option, chrootedPath
+from .options import COMMAND_OPTIONS, OPTIONS, Configuration, Option, chrootedPath
 from .collector import YOUNG_GENERATION
 from .process import EXIT_STARTUP, EXIT_USAGE, PROGRAM, ProcessSettings, reportError
 
@@ -186,19 +186,20 @@ def run(argv: Sequence[str]) -> int:
     except StartupError as e:
         reportError(cFlagsIn(str(e)), stream=sys.stderr)
         return EXIT_STARTUP
-    return _runTwistd(
-        ProcessService(remoted, processSettings(invocation), signals, options.reactor, describe=cFlagsIn), invocation
-    )
+    settings = processSettings(invocation, options.config)
+    return _runTwistd(ProcessService(remoted, settings, signals, options.reactor, describe=cFlagsIn), invocation)
 
 
-def processSettings(invocation: Invocation) -> ProcessSettings:
+def processSettings(invocation: Invocation, config: Configuration) -> ProcessSettings:
     """
     What the command line asks of the process: daemonizing, the pidfile
-    (as seen after the chroot); and the daemon's pace of garbage
-    collection (L{sc_remoted.collector}).
+    (as seen after the chroot), the log level; and the daemon's pace of
+    garbage collection (L{sc_remoted.collector}).
     """
     pidfile = chrootedPath(invocation.pidfile, invocation.chroot) if invocation.pidfile else None
-    return ProcessSettings(daemon=invocation.daemon, pidfile=pidfile, youngGeneration=YOUNG_GENERATION)
+    return ProcessSettings(
+        daemon=invocation.daemon, pidfile=pidfile, youngGeneration=YOUNG_GENERATION, logLevel=config.logLevel
+    )
 
 
 def _runTwistd(service, invocation: Invocation) -> int:

@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from twisted.logger import LogLevel
 from twisted.python import usage
 
 from .controller import DEFAULT_ZOMBIE_TIME, MAX_ZOMBIE_TIME
@@ -84,6 +85,9 @@ class Option:
         return None
 
 
+# --log-level's values, from the least severe: twisted.logger's levels.
+LOG_LEVELS = tuple(level.name for level in LogLevel.iterconstants())
+
 OPTIONS = (
     Option("port", "Where scamper connects: PORT (every IPv4 and every IPv6 address), IPv4:PORT, [IPv6]:PORT, "
            "or a tcp: or tcp6: endpoint description. Required.", "ADDRESS", "-P"),
@@ -95,7 +99,9 @@ OPTIONS = (
     Option("ipv6-only", "With a bare PORT, listen on IPv6 only.", flag="-6"),
     Option("allow-group", "Let the sockets' group use them (mode 0770).", flag="-O allowgroup"),
     Option("allow-other", "Let everyone use the sockets.", flag="-O allowother"),
-    Option("debug", "Log every message exchanged with scamper.", flag="-O debug"),
+    Option("debug", "Log every message exchanged with scamper (at level debug).", flag="-O debug"),
+    Option("log-level", "Log the daemon's events of this level and above: %s; default info, or debug with "
+           "--debug." % (", ".join(LOG_LEVELS),), "LEVEL"),
     Option("insecure-sockets-dir", "Accept a sockets directory owned by another user or writable by group "
            "or others."),
     Option("max-connections", "Scamper connections open at once; default %d." % (Limits.maxConnections,), "N"),
@@ -171,6 +177,7 @@ class Configuration:
     zombieTime: int = DEFAULT_ZOMBIE_TIME
     limits: Limits = Limits()
     debug: bool = False
+    logLevel: LogLevel = LogLevel.info
     tlsCertificate: Optional[str] = None
     tlsKey: Optional[str] = None
     tlsPassphraseFile: Optional[str] = None
@@ -244,6 +251,7 @@ def configure(values: Mapping[str, object], chroot: Optional[str] = None) -> Con
     )
     ipv4, ipv6 = not flag("ipv6-only"), not flag("ipv4-only")
     port = _scamperAddress(portText, ipv4, ipv6)
+    logLevel = _logLevel(text("log-level"), flag("debug"))
     _checkTLSOptions(values)
     mux = path("mux")
     if mux is not None:
@@ -286,6 +294,7 @@ def configure(values: Mapping[str, object], chroot: Optional[str] = None) -> Con
         zombieTime=zombieTime,
         limits=limits,
         debug=flag("debug"),
+        logLevel=logLevel,
         tlsCertificate=path("tls-cert"),
         tlsKey=path("tls-key"),
         tlsPassphraseFile=path("tls-passphrase-file"),
@@ -300,6 +309,18 @@ def configure(values: Mapping[str, object], chroot: Optional[str] = None) -> Con
         statusAllowRemote=flag("status-allow-remote"),
         chroot=os.path.abspath(chroot) if chroot is not None else None,
     )
+
+
+def _logLevel(text: Optional[str], debug: bool) -> LogLevel:
+    """C{--log-level}'s level; C{--debug}'s events are at level debug, so it needs that one."""
+    if text is None:
+        return LogLevel.debug if debug else LogLevel.info
+    if text not in LOG_LEVELS:
+        raise usage.UsageError("--log-level must be one of %s, not %r" % (", ".join(LOG_LEVELS), text))
+    level = LogLevel.levelWithName(text)
+    if debug and level is not LogLevel.debug:
+        raise usage.UsageError("--debug logs at level debug, which --log-level %s leaves out" % (text,))
+    return level
 
 
 def _number(values: Mapping[str, object], name: str, default: int) -> int:

@@ -30,9 +30,10 @@ from typing import Callable, Iterator, Optional, TextIO
 from twisted.application.service import IService, MultiService
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorDaemonize
+from twisted.logger import LogLevel
 
 from .collector import paceCollector
-from .eventlog import EventLogger
+from .eventlog import EventLogger, setLogLevel
 from .service import ListeningService, StartupError
 from .shutdown import ShutdownSignals
 
@@ -72,12 +73,16 @@ class ProcessSettings:
     @ivar youngGeneration: the garbage collector's threshold for its
         youngest generation (L{sc_remoted.collector}), or L{None} to
         keep CPython's.
+    @ivar logLevel: the least severe level of the daemon's events that
+        are logged (L{sc_remoted.eventlog.setLogLevel}), or L{None} to
+        log them all.
     """
 
     daemon: bool = False
     pidfile: Optional[str] = None
     umask: Optional[int] = None
     youngGeneration: Optional[int] = None
+    logLevel: Optional[LogLevel] = None
 
 
 class ProcessService(MultiService):
@@ -123,6 +128,8 @@ class ProcessService(MultiService):
             os.umask(self.settings.umask)
         if self.settings.youngGeneration is not None:
             paceCollector(self.settings.youngGeneration)
+        if self.settings.logLevel is not None:
+            setLogLevel(self.settings.logLevel)
         if self.settings.daemon:
             self._parent = daemonize(self._reactor, self._stderr)
         try:

@@ -213,7 +213,7 @@ def makeService(options: Options) -> IService:
     twistd = _twistd(options)
     if twistd is None:
         return buildService(options.config, options["tls"], options["mux-tls"], options.reactor)
-    settings = takeOverProcess(twistd)
+    settings = takeOverProcess(twistd, options.config)
     signals = ShutdownSignals(options.reactor)
     signals.install()
     try:
@@ -224,13 +224,14 @@ def makeService(options: Options) -> IService:
     return ProcessService(remoted, settings, signals, options.reactor)
 
 
-def takeOverProcess(twistd: TwistdOptions) -> ProcessSettings:
+def takeOverProcess(twistd: TwistdOptions, config: Configuration) -> ProcessSettings:
     """
     What twistd's options ask of the process, which L{ProcessService}
     does from now on: twistd is left to run in the foreground, without a
     pidfile.  A daemon gets twistd's default umask, 077, unless
     C{--umask} (which twistd still sets) says otherwise.  The process
-    gets the daemon's pace of garbage collection (L{sc_remoted.collector}).
+    gets C{config}'s log level and the daemon's pace of garbage
+    collection (L{sc_remoted.collector}).
     """
     daemon = not twistd["nodaemon"]
     settings = ProcessSettings(
@@ -238,6 +239,7 @@ def takeOverProcess(twistd: TwistdOptions) -> ProcessSettings:
         pidfile=twistd["pidfile"] or None,
         umask=0o077 if daemon and twistd["umask"] is None else None,
         youngGeneration=YOUNG_GENERATION,
+        logLevel=config.logLevel,
     )
     twistd["nodaemon"] = True
     twistd["pidfile"] = ""

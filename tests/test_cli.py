@@ -16,12 +16,13 @@ import sysconfig
 import time
 
 from twisted.internet import defer, reactor
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 import sc_remoted
 from sc_remoted import cli
 from sc_remoted.collector import YOUNG_GENERATION
-from sc_remoted.options import OPTIONS
+from sc_remoted.options import OPTIONS, configure
 from sc_remoted.process import ProcessSettings
 
 from .realprocs import (
@@ -462,18 +463,36 @@ class ProcessTests(TestCase):
         The daemon's own reactor (sc_remoted/reactor.py) unless -O select
         asks for Twisted's select reactor; twistd names it in the log.
         """
-        from .test_twistd import connectWhenListening
-
         for extra, expected in (([], "sc_remoted.reactor.EPollReactor"),
                                 (["-O", "select"], "twisted.internet.selectreactor.SelectReactor")):
-            port = freePort()
-            process = spawn(self, reactor, COMMAND + ["-P", "127.0.0.1:%d" % (port,), "-U", self.directory] + extra)
-            scamper = yield connectWhenListening(port, 20)
-            yield waitFor(reactor, lambda: scamper.identity, 10, "MASTER_ID")
-            process.kill(signal.SIGTERM)
-            result = yield process.wait(20)
-            self.assertEqual((result.exitCode, result.signal), (0, None), result)
-            self.assertIn("reactor class: %s." % (expected,), process.output())
+            output = yield self._outputOfOneArrival(extra)
+            self.assertIn("reactor class: %s." % (expected,), output)
+
+    @defer.inlineCallbacks
+    def test_logLevel(self):
+        """
+        --log-level warn leaves out the info lines of a scamper's arrival,
+        which the default level writes; Twisted's own lines are still there.
+        """
+        for extra, arrivalLogged in (([], True), (["--log-level", "warn"], False)):
+            output = yield self._outputOfOneArrival(extra)
+            self.assertIn("reactor class: ", output)
+            self.assertEqual("connection from 127.0.0.1:" in output, arrivalLogged, output)
+            self.assertEqual(": registered from 127.0.0.1:" in output, arrivalLogged, output)
+
+    @defer.inlineCallbacks
+    def _outputOfOneArrival(self, extra):
+        """The output of the command run with C{extra} until one scamper is registered, then SIGTERM."""
+        from .test_twistd import connectWhenListening
+
+        port = freePort()
+        process = spawn(self, reactor, COMMAND + ["-P", "127.0.0.1:%d" % (port,), "-U", self.directory] + extra)
+        scamper = yield connectWhenListening(port, 20)
+        yield waitFor(reactor, lambda: scamper.identity, 10, "MASTER_ID")
+        process.kill(signal.SIGTERM)
+        result = yield process.wait(20)
+        self.assertEqual((result.exitCode, result.signal), (0, None), result)
+        return process.output()
 
     def _kill(self, pid):
         if not processGone(pid):
@@ -590,8 +609,12 @@ class ProcessSettingsTests(SynchronousTestCase):
     def test_settings(self):
         """-D and -e, the pidfile as seen after -R, and the daemon's pace of garbage collection."""
         invocation = cli.parseCommandLine(BASE + ["-D", "-e", "run/x.pid", "-R", "/srv/jail"])
+        config = configure({"port": "1", "sockets": "/s", "log-level": "warn"})
         self.assertEqual(
-            cli.processSettings(invocation),
-            ProcessSettings(daemon=True, pidfile="/run/x.pid", youngGeneration=YOUNG_GENERATION),
+            cli.processSettings(invocation, config),
+            ProcessSettings(daemon=True, pidfile="/run/x.pid", youngGeneration=YOUNG_GENERATION, logLevel=LogLevel.warn),
         )
-        self.assertEqual(cli.processSettings(cli.parseCommandLine(BASE)), ProcessSettings(youngGeneration=YOUNG_GENERATION))
+        self.assertEqual(
+            cli.processSettings(cli.parseCommandLine(BASE), configure({"port": "1", "sockets": "/s"})),
+            ProcessSettings(youngGeneration=YOUNG_GENERATION, logLevel=LogLevel.info),
+        )

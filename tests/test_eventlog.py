@@ -1,6 +1,7 @@
 """
 L{sc_remoted.eventlog.EventLogger} makes the events twisted.logger's
-C{Logger} makes, key for key, and leaves a level that is not one to it.
+C{Logger} makes, key for key, leaves a level that is not one to it, and
+makes none below the process's log level.
 """
 
 from typing import Any, Dict, List
@@ -8,7 +9,7 @@ from typing import Any, Dict, List
 from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from sc_remoted.eventlog import EventLogger
+from sc_remoted.eventlog import EventLogger, setLogLevel
 
 log = EventLogger()
 
@@ -59,3 +60,48 @@ class EventLoggerTests(SynchronousTestCase):
     def test_namespaceFromModule(self):
         """Without a namespace, the logger is named after the module that makes it."""
         self.assertEqual(log.namespace, __name__)
+
+
+class LogLevelTests(SynchronousTestCase):
+    """L{setLogLevel}: the events below it are not made."""
+
+    def setUp(self):
+        # Every level, as a process starts.
+        self.addCleanup(setLogLevel, LogLevel.debug)
+
+    def test_everyLevelByDefault(self):
+        """Until a level is set, a debug event is made too."""
+        events: List[Dict[str, Any]] = []
+        EventLogger("ns", observer=events.append).debug("d")
+        self.assertEqual([e["log_level"] for e in events], [LogLevel.debug])
+
+    def test_belowLevelNotMade(self):
+        """At warn, the debug and info events reach no observer; warn and above do, from every logger."""
+        events: List[Dict[str, Any]] = []
+        setLogLevel(LogLevel.warn)
+        for logger in (EventLogger("one", observer=events.append), EventLogger("two", observer=events.append)):
+            for level in LogLevel.iterconstants():
+                logger.emit(level, "{x}", x=1)
+        self.assertEqual(
+            [(e["log_namespace"], e["log_level"]) for e in events],
+            [(ns, level) for ns in ("one", "two") for level in (LogLevel.warn, LogLevel.error, LogLevel.critical)],
+        )
+
+    def test_lowered(self):
+        """A level set lower again lets the events through again."""
+        events: List[Dict[str, Any]] = []
+        logger = EventLogger("ns", observer=events.append)
+        setLogLevel(LogLevel.critical)
+        logger.error("e")
+        setLogLevel(LogLevel.info)
+        logger.error("e")
+        logger.info("i")
+        logger.debug("d")
+        self.assertEqual([e["log_level"] for e in events], [LogLevel.error, LogLevel.info])
+
+    def test_invalidLevelStillReported(self):
+        """A level that is not twisted.logger's is reported whatever the level."""
+        events: List[Dict[str, Any]] = []
+        setLogLevel(LogLevel.critical)
+        EventLogger("ns", observer=events.append).emit("loud", "x")
+        self.assertEqual([e["log_level"] for e in events], [LogLevel.critical])

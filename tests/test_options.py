@@ -12,6 +12,7 @@ import os
 import re
 
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -145,6 +146,27 @@ class ConfigureTests(SynchronousTestCase):
         self.assertEqual((config.port.host, config.port.port), (None, 31337))
         self.assertEqual(config.sockets, os.path.abspath(self.directory))
         self.assertFalse(config.debug)
+        self.assertEqual(config.logLevel, LogLevel.info)
+
+    def test_logLevel(self):
+        """--log-level names one of twisted.logger's levels; --debug's events are at debug."""
+        for name in ("debug", "info", "warn", "error", "critical"):
+            config = parse("--port", "1", "--sockets", self.directory, "--log-level", name)
+            self.assertEqual(config.logLevel, LogLevel.levelWithName(name))
+        self.assertEqual(parse("--port", "1", "--sockets", self.directory, "--debug").logLevel, LogLevel.debug)
+        config = parse("--port", "1", "--sockets", self.directory, "--debug", "--log-level", "debug")
+        self.assertEqual(config.logLevel, LogLevel.debug)
+
+    def test_logLevelRefused(self):
+        """A level twisted.logger does not have, and --debug with a level that leaves its events out."""
+        with self.assertRaises(UsageError) as caught:
+            parse("--port", "1", "--sockets", self.directory, "--log-level", "warning")
+        self.assertEqual(
+            str(caught.exception), "--log-level must be one of debug, info, warn, error, critical, not 'warning'"
+        )
+        with self.assertRaises(UsageError) as caught:
+            parse("--port", "1", "--sockets", self.directory, "--debug", "--log-level", "info")
+        self.assertEqual(str(caught.exception), "--debug logs at level debug, which --log-level info leaves out")
 
     def test_immutable(self):
         config = parse("--port", "1", "--sockets", self.directory)

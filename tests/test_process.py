@@ -11,16 +11,19 @@ import io
 import os
 import signal
 import socket
+from typing import Any, Dict, List
 
 from twisted.internet import defer
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.error import CannotListenError, ReactorNotRunning
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from sc_remoted.controller import Controller
+from sc_remoted.eventlog import EventLogger, setLogLevel
 from sc_remoted.process import ProcessService, ProcessSettings, waitForDaemon
 from sc_remoted.service import makeRemotedService
 from sc_remoted.shutdown import SIGNALS, ShutdownSignals
@@ -101,6 +104,21 @@ class ProcessServiceTests(SynchronousTestCase):
         )
         service.privilegedStartService()
         self.assertEqual(gc.get_threshold(), (4321, 10, 10))
+
+    def test_logLevelSet(self):
+        """The settings' log level is set at the start; none leaves the process's as it is."""
+        self.addCleanup(setLogLevel, LogLevel.debug)
+        events: List[Dict[str, Any]] = []
+        logger = EventLogger("ns", observer=events.append)
+        for settings in (ProcessSettings(), ProcessSettings(logLevel=LogLevel.warn)):
+            controller = Controller(self.reactor, self.directory)
+            service = ProcessService(
+                makeRemotedService(controller, []), settings, self.signals, self.reactor, stderr=self.stderr
+            )
+            service.privilegedStartService()
+            logger.info("i")
+            logger.warn("w")
+        self.assertEqual([e["log_format"] for e in events], ["i", "w", "w"])
 
     def test_pidfile(self):
         """Written once everything listens, holding our pid; removed at stop, after the tree."""

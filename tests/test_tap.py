@@ -13,6 +13,7 @@ import sys
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel
 from twisted.python.usage import UsageError
 from twisted.scripts._twistd_unix import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
@@ -175,16 +176,24 @@ class TwistdFrontDoorTests(SynchronousTestCase):
     def test_takeOverProcess(self):
         """Daemonizing and the pidfile become the service's; twistd keeps neither."""
         config = self.twistd("--pidfile", "run.pid", "sc_remoted", "--port", "1", "--sockets", self.directory)
-        settings = takeOverProcess(config)
+        settings = takeOverProcess(config, config.subOptions.config)
         self.assertEqual(
             settings,
             ProcessSettings(
-                daemon=True, pidfile=os.path.abspath("run.pid"), umask=0o077, youngGeneration=YOUNG_GENERATION
+                daemon=True,
+                pidfile=os.path.abspath("run.pid"),
+                umask=0o077,
+                youngGeneration=YOUNG_GENERATION,
+                logLevel=LogLevel.info,
             ),
         )
         self.assertEqual((config["nodaemon"], config["pidfile"]), (True, ""))
-        config = self.twistd("-n", "--umask", "022", "--pidfile", "", "sc_remoted", "--port", "1", "--mux", "/tmp/m")
-        self.assertEqual(takeOverProcess(config), ProcessSettings(youngGeneration=YOUNG_GENERATION))
+        config = self.twistd("-n", "--umask", "022", "--pidfile", "", "sc_remoted", "--port", "1", "--mux", "/tmp/m",
+                             "--log-level", "error")
+        self.assertEqual(
+            takeOverProcess(config, config.subOptions.config),
+            ProcessSettings(youngGeneration=YOUNG_GENERATION, logLevel=LogLevel.error),
+        )
 
     def test_makeService(self):
         config = self.twistd("-n", "--pidfile", "", "sc_remoted", "--port", "1", "--sockets", self.directory)
