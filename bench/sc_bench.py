@@ -768,6 +768,10 @@ _LIMIT_OPTIONS = None
 # twistd's --reactor for our daemon (--ours-reactor); None: the daemon's own.
 OURS_REACTOR = None
 
+# More options of twistd sc_remoted for our daemon (--ours-option), such as
+# --log-level warn, to measure it as an operator would configure it.
+OURS_OPTIONS = []
+
 # Where each daemon's directory (its sockets directory inside) is made
 # (--socket-base).  Binding a UNIX socket makes an inode in that file
 # system, whose cost is the file system's: on this project's ext4 test
@@ -817,7 +821,7 @@ class Daemon:
                 sys.executable, twistdScript(), "-n", "--pidfile=", "--logfile", self.logPath, *reactorOption,
                 "sc_remoted", "--port", "127.0.0.1:%d" % self.port, "--sockets", self.sockets,
                 "-Z", str(zombie),
-            ] + oursLimitOptions(env)
+            ] + oursLimitOptions(env) + OURS_OPTIONS
         else:
             env = None
             argv = [cPath or cDaemonPath(), "-P", "127.0.0.1:%d" % self.port, "-U", self.sockets, "-Z", str(zombie)]
@@ -1508,6 +1512,9 @@ def main(argv=None):
     p.add_argument("--ours-reactor", default=None, metavar="NAME",
                    help="run ours with twistd --reactor=NAME (e.g. epoll, Twisted's own; default: the daemon's, "
                         "sc_remoted/reactor.py)")
+    p.add_argument("--ours-option", action="append", default=[], metavar="OPTION",
+                   help="one more option of twistd sc_remoted for ours, repeatable (e.g. --ours-option=--log-level "
+                        "--ours-option=warn); recorded in the results")
     p.add_argument("--socket-base", default="/tmp", metavar="DIR",
                    help="make each daemon's directory, its sockets directory inside, in DIR (default /tmp; "
                         "/dev/shm for tmpfs)")
@@ -1537,8 +1544,9 @@ def main(argv=None):
         opts.mixed_seconds = min(opts.mixed_seconds, 2)
         opts.latency_seconds = min(opts.latency_seconds, 0.3)
 
-    global OURS_REACTOR, SOCKET_BASE
+    global OURS_REACTOR, OURS_OPTIONS, SOCKET_BASE
     OURS_REACTOR = opts.ours_reactor
+    OURS_OPTIONS = list(opts.ours_option)
     SOCKET_BASE = opts.socket_base
     raiseNofile()
     pinCpus(not opts.no_pin)
@@ -1597,9 +1605,9 @@ def main(argv=None):
 
     started = datetime.datetime.now(datetime.timezone.utc)
     info = machine()
-    print("sc_bench %s: daemons %s, %d repetition(s), sockets under %s; machine %s" % (
+    print("sc_bench %s: daemons %s, %d repetition(s), sockets under %s%s; machine %s" % (
         started.strftime("%Y-%m-%d %H:%M UTC"), "+".join(daemons), opts.reps, SOCKET_BASE,
-        json.dumps(info)), flush=True)
+        ", ours with " + " ".join(OURS_OPTIONS) if OURS_OPTIONS else "", json.dumps(info)), flush=True)
 
     def log(text):
         print(text, flush=True)

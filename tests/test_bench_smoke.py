@@ -95,6 +95,18 @@ class BenchSmokeTests(TestCase):
         self.assertTrue(kept.startswith("scb"), kept)
         self.assertEqual(sorted(os.listdir(os.path.join(base, kept))), ["daemon.log", "s", "stdout.log"])
 
+    def test_oursOption(self) -> None:
+        """--ours-option: our daemon runs with it (--log-level warn: no arrival in its log)."""
+        logged = {}
+        for options in ((), ("--ours-option=--log-level", "--ours-option=warn")):
+            base = tempfile.mkdtemp(prefix="scbo")
+            self.addCleanup(shutil.rmtree, base, True)
+            self.bench("churn", "ours", "--socket-base", base, "--keep-logs", *options)
+            (kept,) = os.listdir(base)
+            with open(os.path.join(base, kept, "daemon.log")) as f:
+                logged[options] = "registered from" in f.read()
+        self.assertEqual(list(logged.values()), [True, False])
+
     def test_mixed(self) -> None:
         """A small fleet with results and commands: every result byte checked, every command answered."""
         run = self.bench("mixed")
