@@ -13,7 +13,12 @@ are twisted.logger events, which never read that context.
 L{EPollReactor} dispatches each event straight to Twisted's own handler
 (the one its epoll reactor calls inside the context); an exception that
 escapes it is logged, naming the descriptor, as C{callWithLogger} logs
-it, and the other events of the poll are still handled.  What is lost:
+it, and the other events of the poll are still handled.  The commonest
+event, a descriptor readable and nothing else, goes straight to its
+C{doRead}, with what Twisted's handler would do around it (an exception
+logged, and the descriptor disconnected for it, as for the reason
+C{doRead} returns); every other event (a hang-up, an error, writable)
+goes through Twisted's handler.  What is lost:
 a legacy line that Twisted writes while it handles an event (its report
 of a protocol's exception) carries C{[-]} instead of the connection's
 prefix.
@@ -29,6 +34,8 @@ that embeds the daemon keeps the reactor it installed.
 
 import errno
 import sys
+
+from select import EPOLLIN
 
 from twisted.internet import epollreactor
 from twisted.internet.main import installReactor
@@ -54,7 +61,16 @@ class EPollReactor(epollreactor.EPollReactor):
             if selectable is None:
                 continue
             try:
-                handle(selectable, fd, event)
+                if event == EPOLLIN and selectable.fileno() != -1:
+                    try:
+                        why = selectable.doRead()
+                    except BaseException:
+                        why = sys.exc_info()[1]
+                        log.err()
+                    if why:
+                        self._disconnectSelectable(selectable, why, True)
+                else:
+                    handle(selectable, fd, event)
             except KeyboardInterrupt:
                 raise
             except BaseException:

@@ -2,7 +2,9 @@
 L{sc_remoted.reactor.EPollReactor}, a reactor of its own (not the one the
 tests run on): every ready descriptor's event reaches it without a log
 context around it, and one that raises is logged, naming the descriptor,
-without costing the other events of the poll.
+without costing the other events of the poll.  A read event handled
+without Twisted's handler disconnects the descriptor for the reason its
+doRead returns or raises, as that handler does.
 
 L{installDefault} makes it the daemon's reactor where none is installed.
 """
@@ -10,7 +12,7 @@ L{installDefault} makes it the daemon's reactor where none is installed.
 import socket
 import subprocess
 import sys
-from typing import List
+from typing import List, Optional
 
 from twisted.internet.error import ConnectionDone
 from twisted.logger import LogEvent, globalLogPublisher
@@ -32,6 +34,10 @@ class Reader:
         self.read: List[bytes] = []
         self.systems: List[str] = []
         self.lost = False
+        self.reason = None
+        # What doRead does once it has read: return this reason, or raise it.
+        self.returns: Optional[Exception] = None
+        self.raises: Optional[Exception] = None
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -45,10 +51,13 @@ class Reader:
         if not data:
             return ConnectionDone()
         self.read.append(data)
-        return None
+        if self.raises is not None:
+            raise self.raises
+        return self.returns
 
     def connectionLost(self, reason) -> None:
         self.lost = True
+        self.reason = reason
         if self.failOnLoss:
             raise ZeroDivisionError("connectionLost failed")
 
@@ -100,6 +109,36 @@ class EPollReactorTests(SynchronousTestCase):
         self.assertEqual(other.read, [b"still read"])
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         self.assertEqual([event.get("system") for event in events if event.get("isError")], ["failing"])
+
+    def test_readReturningReason(self) -> None:
+        """A readable descriptor whose doRead returns a reason is disconnected with it, and no longer read."""
+        reader = self.reader("closing")
+        reader.returns = ConnectionDone()
+        self.peers[0].sendall(b"last")
+        self.reactor.doIteration(0)
+        self.assertEqual(reader.read, [b"last"])
+        self.assertTrue(reader.lost)
+        reader.reason.trap(ConnectionDone)
+        self.assertNotIn(reader, self.reactor.getReaders())
+
+    def test_readRaising(self) -> None:
+        """
+        An exception from a readable descriptor's doRead is logged and
+        disconnects it with that exception, as Twisted's handler does;
+        the other descriptor of the poll is still read.
+        """
+        failing = self.reader("failing")
+        failing.raises = ValueError("doRead failed")
+        other = self.reader("other")
+        self.peers[0].sendall(b"data")
+        self.peers[1].sendall(b"more")
+        self.reactor.doIteration(0)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertTrue(failing.lost)
+        failing.reason.trap(ValueError)
+        self.assertNotIn(failing, self.reactor.getReaders())
+        self.assertEqual(other.read, [b"more"])
+        self.assertFalse(other.lost)
 
     def test_idlePoll(self) -> None:
         """A poll with nothing ready returns, having called nothing."""
