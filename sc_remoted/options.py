@@ -101,7 +101,7 @@ OPTIONS = (
     Option("allow-other", "Let everyone use the sockets.", flag="-O allowother"),
     Option("debug", "Log every message exchanged with scamper (at level debug).", flag="-O debug"),
     Option("log-level", "Log the daemon's events of this level and above: %s; default info, or debug with "
-           "--debug." % (", ".join(LOG_LEVELS),), "LEVEL"),
+           "--debug. A channel's lines are at debug." % (", ".join(LOG_LEVELS),), "LEVEL"),
     Option("insecure-sockets-dir", "Accept a sockets directory owned by another user or writable by group "
            "or others."),
     Option("max-connections", "Scamper connections open at once; default %d." % (Limits.maxConnections,), "N"),

@@ -133,7 +133,9 @@ class VantagePoint:
         channel, frame = self.session.openChannel(end)
         self.flow.channelOpened(end)
         self._toScamper(frame)
-        log.info(
+        # A channel's lines are at level debug: a busy platform opens
+        # thousands a second, which would be most of the log at info.
+        log.debug(
             "{vp}: {client} opened channel {channel}",
             vp=self.name,
             client=end.client,
@@ -160,7 +162,7 @@ class VantagePoint:
         if frame is None:
             return
         self._toScamper(frame)
-        log.info(
+        log.debug(
             "{vp}: {client} finished channel {channel}",
             vp=self.name,
             client=channel.end.client,
@@ -176,7 +178,7 @@ class VantagePoint:
             channel.end.deliver(payloads)
         self.session.closeFinished(result)
         for channel in result.finished:
-            log.info(
+            log.debug(
                 "{vp}: scamper finished channel {channel}",
                 vp=self.name,
                 channel=channel.number,

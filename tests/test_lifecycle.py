@@ -98,7 +98,8 @@ class ShutdownTests(TestCase):
         process = spawn(
             self,
             reactor,
-            COMMAND + ["-P", "127.0.0.1:%d" % (port,), "-U", self.directory, "-e", pidfile],
+            # At level debug, for the line that says the channel is open.
+            COMMAND + ["-P", "127.0.0.1:%d" % (port,), "-U", self.directory, "-e", pidfile, "--log-level", "debug"],
             path=self.workdir,
         )
         # The pidfile is written once it listens; stale sockets go just after.

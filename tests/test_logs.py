@@ -402,6 +402,44 @@ class MuxClientNameTests(SynchronousTestCase):
         )
 
 
+class EventLevelTests(SynchronousTestCase):
+    """
+    A vantage point's arrival is at level info, a channel's lines at
+    debug (a busy platform opens thousands a second), local or mux.
+    """
+
+    class End:
+        client = "local client"
+
+        def deliver(self, payloads):
+            pass
+
+        def scamperFinished(self):
+            pass
+
+    def levels(self, events):
+        return {e["sc_event"]: e["log_level"] for e in events if "sc_event" in e}
+
+    def test_levels(self):
+        controller = Controller(MemoryReactorClock(), None)
+        peer = ScamperPeer(MAGIC, "vp1", autoAck=True, autoFinish=True)
+        scamper = MemoryScamper(controller, port=4000, peer=peer)
+        with capturedLogs() as events:
+            scamper.register()
+            [vp] = controller.vantagePoints()
+            channel = vp.openChannel(self.End())
+            vp.finish(channel)
+            scamper.pump()
+            mux = MuxFactory(controller).buildProtocol(None)
+            mux.makeConnection(StringTransport(peerAddress=UNIXAddress(None)))
+            mux.dataReceived(encodeChannelOpen(vp.identifier, 7))
+        levels = self.levels(events)
+        self.assertEqual(levels["vp.registered"], LogLevel.info)
+        self.assertEqual(levels["mux.connected"], LogLevel.info)
+        for event in ("channel.opened", "channel.client_finished", "channel.closed", "mux.channel_opened"):
+            self.assertEqual(levels[event], LogLevel.debug, event)
+
+
 class DebugRedactionTests(SynchronousTestCase):
     """C{--debug} lines show a magic's length and a short hash, never the magic."""
 

@@ -362,7 +362,7 @@ class MuxProtocol(Protocol):
             return
         assert end.channel is not None
         self.channels[message.channel_id] = end
-        log.info(
+        log.debug(
             "mux client {peer} opened channel {clientChannel} to {vp} (scamper channel {channel})",
             peer=self.peer,
             clientChannel=message.channel_id,
