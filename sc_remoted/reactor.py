@@ -34,7 +34,6 @@ that embeds the daemon keeps the reactor it installed.
 
 import errno
 import sys
-
 from select import EPOLLIN
 
 from twisted.internet import epollreactor
