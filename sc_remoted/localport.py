@@ -25,6 +25,12 @@ and of an arrival (docs/performance.rst):
  - Twisted calls C{shutdown} before closing a socket, in case another
    process shares it; the daemon's descriptors are close-on-exec and
    never shared, so L{LocalPort} and L{LocalServer} only close.
+ - Twisted's port removes the file at its path when it closes, and
+   closes the socket only if that worked: a file someone else removed
+   (a cleaner of C{/tmp}, an operator) left the socket open for good, and
+   a file put in its place was removed.  L{LocalPort} removes the file
+   only while it is the socket's own (the same inode), and closes the
+   socket whatever became of the file.
  - Twisted makes a port's socket with C{socket}, then C{ioctl} to make
    it non-blocking and C{setsockopt(SO_REUSEADDR)}, which a UNIX socket
    ignores; L{LocalPort} makes it non-blocking in the C{socket} call.
@@ -57,6 +63,11 @@ log = EventLogger()
 # The address of every client that did not bind its socket, which is
 # every client a VP socket has had: built once, not per accept.
 _UNNAMED = address.UNIXAddress("")
+
+
+def _identity(status: os.stat_result) -> tuple:
+    """What tells one file from another: its device and inode."""
+    return (status.st_dev, status.st_ino)
 
 
 class LocalServer(unix.Server):
@@ -113,6 +124,7 @@ class LocalPort(unix.Port):
             sock.bind(self._bindPath)
             bound = True
             os.chmod(self._bindPath, self.mode)
+            self._file = _identity(os.lstat(self._bindPath))
         except OSError as e:
             # Twisted leaves such a socket open for the garbage collector,
             # and a file it could not chmod in place.
@@ -197,6 +209,29 @@ class LocalPort(unix.Port):
         return defer.maybeDeferred(self.connectionLost, connDone)
 
     stopListening = loseConnection
+
+    def connectionLost(self, reason: Failure) -> None:
+        """
+        Remove the socket's file if the path still names it, then close
+        the socket, as Twisted's port does, even if the file cannot be
+        removed (that error is raised after).
+        """
+        try:
+            self._removeFile()
+        finally:
+            tcp.Port.connectionLost(self, reason)
+
+    def _removeFile(self) -> None:
+        path = os.fsdecode(self._bindPath)
+        try:
+            found = _identity(os.lstat(self._bindPath))
+        except FileNotFoundError:
+            log.warn("socket {path} was removed by someone else", path=path, sc_event="socket.gone")
+            return
+        if found != self._file:
+            log.warn("socket {path} was replaced by another file; left there", path=path, sc_event="socket.gone")
+            return
+        os.unlink(self._bindPath)
 
     def _logConnectionLostMsg(self) -> None:
         """Twisted's "(UNIX Port ... Closed)" line: not written."""

@@ -152,6 +152,51 @@ class LocalPortTests(unittest.TestCase):
         port.stopListening().addCallback(fired.append)
         self.assertEqual(fired, [None])
 
+    def test_fileRemovedBySomeoneElse(self) -> None:
+        """
+        A file removed under the port (a cleaner of /tmp): the socket is
+        closed all the same, the Deferred fires, and a warning says so.
+        """
+        port = self.listen()
+        os.unlink(self.path)
+        before = openDescriptors()
+        fired: List[object] = []
+        port.stopListening().addBoth(fired.append)
+        self.assertEqual(fired, [None])
+        self.assertEqual(openDescriptors(), before - 1)
+        self.assertFalse(port.connected)
+        [warning] = [e for e in self.events if e.get("sc_event") == "socket.gone"]
+        self.assertEqual(formatEvent(warning), "socket %s was removed by someone else" % (self.path,))
+
+    def test_fileReplacedLeftThere(self) -> None:
+        """A file put at the path in place of the socket's is not the port's to remove."""
+        port = self.listen()
+        os.unlink(self.path)
+        with open(self.path, "w") as f:
+            f.write("someone else's")
+        before = openDescriptors()
+        port.stopListening()
+        self.assertEqual(openDescriptors(), before - 1)
+        with open(self.path) as f:
+            self.assertEqual(f.read(), "someone else's")
+        self.assertEqual([e.get("sc_event") for e in self.events if e.get("sc_event")], ["socket.gone"])
+
+    def test_unlinkFailsSocketClosed(self) -> None:
+        """A file that cannot be removed fails the Deferred, after the socket is closed."""
+        port = self.listen()
+
+        def refuse(path: object) -> None:
+            raise PermissionError(errno.EACCES, "refused", path)
+
+        self.patch(os, "unlink", refuse)
+        before = openDescriptors()
+        failures: List[Failure] = []
+        port.stopListening().addErrback(failures.append)
+        [failure] = failures
+        failure.trap(PermissionError)
+        self.assertEqual(openDescriptors(), before - 1)
+        self.assertNotIn(port, reactor.getReaders())
+
     def test_noLines(self) -> None:
         """Neither starting nor stopping writes a log line."""
         port = self.listen()
