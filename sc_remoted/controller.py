@@ -21,6 +21,7 @@ from .eventlog import EventLogger
 from .interfaces import IScamperLink, IScamperSessions, IVantagePointObserver, IVantagePointRegistry
 from .lifecycle import Input, State
 from .limits import Limits
+from .localport import LocalPort
 from .local import LocalChannelFactory
 from .naming import socketName
 from .scamper import ScamperFactory
@@ -388,13 +389,20 @@ class Controller:
 
     def _stopListening(self, vp: VantagePoint) -> None:
         """
-        Close and unlink the socket of C{vp}, if it has one.  The file is
-        gone when the port's Deferred fires (at once for a
-        L{sc_remoted.localport.LocalPort});
-        L{stopService} waits for any still closing.
+        Close and unlink the socket of C{vp}, if it has one.  A
+        L{LocalPort} (the real reactor's) is closed in the call; another
+        port's file is gone when its Deferred fires, which L{stopService}
+        waits for.
         """
         listener, vp.listener = vp.listener, None
-        if listener is not None:
+        if isinstance(listener, LocalPort):
+            try:
+                listener.close()
+            except OSError as e:
+                log.error(
+                    "{vp}: cannot remove its socket: {error}", vp=vp.name, error=str(e), sc_event="vp.socket_error"
+                )
+        elif listener is not None:
             stopped = stopListening(listener)
             self._closingListeners.append(stopped)
             stopped.addBoth(self._listenerClosed, stopped)

@@ -196,17 +196,26 @@ class LocalPort(unix.Port):
             log.failure("reading a client of {path} failed", path=os.fsdecode(self._bindPath))
             transport.abortConnection()
 
-    def loseConnection(self, connDone: Failure = Failure(main.CONNECTION_DONE)) -> defer.Deferred:
+    def close(self, reason: Failure = Failure(main.CONNECTION_DONE)) -> None:
         """
-        Stop accepting, close the socket and remove its file, now; the
-        L{Deferred} has fired (with the error, if the file could not be
-        removed).
+        Stop accepting, close the socket and remove its file, in the
+        call: what a vantage point's departure needs, without a
+        L{Deferred}.  Closing again does nothing.
+
+        @raise OSError: if the file could not be removed (the socket is
+            closed all the same).
         """
         self.disconnecting = True
         self.stopReading()
-        if not self.connected:
-            return defer.succeed(None)
-        return defer.maybeDeferred(self.connectionLost, connDone)
+        if self.connected:
+            self.connectionLost(reason)
+
+    def loseConnection(self, connDone: Failure = Failure(main.CONNECTION_DONE)) -> defer.Deferred:
+        """
+        L{close}, answered as Twisted's ports answer: a L{Deferred}, which
+        has fired (with the error, if the file could not be removed).
+        """
+        return defer.maybeDeferred(self.close, connDone)
 
     stopListening = loseConnection
 

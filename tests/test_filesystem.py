@@ -11,7 +11,7 @@ import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sc_remoted.controller import Controller
@@ -138,11 +138,34 @@ class SocketPermissionTests(TestCase):
         return d.addCallback(check)
 
     def test_removedWhenFreed(self):
+        """The socket file is gone, and its descriptor closed, when the VP is freed: in the call."""
         controller, path = self.register(0o700, 0o022)
         self.assertTrue(os.path.exists(path))
-        d = controller.stopService()
-        d.addCallback(lambda _: self.assertFalse(os.path.exists(path)))
-        return d
+        [vp] = controller.vantagePoints()
+        port = vp.listener
+        controller.free(vp, "test")
+        self.assertFalse(os.path.exists(path))
+        self.assertFalse(port.connected)
+        self.assertNotIn(port, reactor.getReaders())
+        self.successResultOf(controller.stopService())
+
+    def test_removalFailsLogged(self):
+        """A socket file that cannot be removed is one error line for its VP; the socket is closed."""
+        controller, path = self.register(0o700, 0o022)
+        [vp] = controller.vantagePoints()
+        port = vp.listener
+
+        def refuse(name):
+            raise PermissionError(13, "Permission denied", name)
+
+        self.addCleanup(os.unlink, path)
+        self.patch(os, "unlink", refuse)
+        with capturedLogs() as events:
+            controller.free(vp, "test")
+        [error] = [e for e in events if e.get("sc_event") == "vp.socket_error"]
+        self.assertIn("cannot remove its socket: [Errno 13] Permission denied", formatEvent(error))
+        self.assertFalse(port.connected)
+        self.assertNotIn(port, reactor.getReaders())
 
 
 class NameTests(SynchronousTestCase):
