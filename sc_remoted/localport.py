@@ -231,14 +231,19 @@ class LocalPort(unix.Port):
             tcp.Port.connectionLost(self, reason)
 
     def _removeFile(self) -> None:
-        path = os.fsdecode(self._bindPath)
         try:
             found = _identity(os.lstat(self._bindPath))
         except FileNotFoundError:
-            log.warn("socket {path} was removed by someone else", path=path, sc_event="socket.gone")
+            log.warn(
+                "socket {path} was removed by someone else", path=os.fsdecode(self._bindPath), sc_event="socket.gone"
+            )
             return
         if found != self._file:
-            log.warn("socket {path} was replaced by another file; left there", path=path, sc_event="socket.gone")
+            log.warn(
+                "socket {path} was replaced by another file; left there",
+                path=os.fsdecode(self._bindPath),
+                sc_event="socket.gone",
+            )
             return
         os.unlink(self._bindPath)
 
