@@ -23,9 +23,9 @@ from typing import Any, Optional
 
 from twisted.logger import Logger, LogLevel
 
-_LEVELS = frozenset(LogLevel.iterconstants())
 # From the least severe to the most, as twisted.logger defines them.
 _ORDER = tuple(LogLevel.iterconstants())
+_LEVELS = frozenset(_ORDER)
 # The levels whose events are made: every level until a process sets one.
 _logged = _LEVELS
 
